@@ -1,0 +1,64 @@
+"""The code location as Dagster loads it: assets, lineage, checks, the job and the schedule."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from seed_growth.definitions import defs
+from seed_growth.schedules import weekly_growth_schedule
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_lineage():
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == {"weekly_scores", "brms_posterior", "weekly_kpi_P"}
+    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    assert parents == {"weekly_scores": set(), "brms_posterior": {"weekly_scores"}, "weekly_kpi_P": {"brms_posterior"}}
+
+
+def test_assets_are_weekly_partitioned_on_mondays():
+    for key in ("weekly_scores", "brms_posterior", "weekly_kpi_P"):
+        partitions = defs.resolve_assets_def(key).partitions_def
+        assert isinstance(partitions, dg.WeeklyPartitionsDefinition)
+        key = partitions.get_partition_key_for_timestamp(dt.datetime(2026, 11, 22, 23, 0, tzinfo=dt.timezone.utc).timestamp())
+        assert key == "2026-11-16" and dt.date.fromisoformat(key).weekday() == 0
+
+
+def test_checks():
+    checks = {(c.asset_key.to_user_string(), c.name): c for c in defs.resolve_asset_graph().asset_check_keys}
+    assert set(checks) == {
+        ("weekly_scores", "weekly_scores_valid"),
+        ("brms_posterior", "brms_posterior_converged"),
+        ("weekly_kpi_P", "weekly_kpi_P_valid"),
+    }
+
+
+def test_schedule_runs_mondays_0430_utc_with_12_week_lookback():
+    schedule = defs.resolve_schedule_def("weekly_growth_schedule")
+    assert schedule.cron_schedule == "30 4 * * 1" and schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "weekly_growth_job"
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 23, 4, 30, tzinfo=dt.timezone.utc))
+    request = weekly_growth_schedule(context)
+    assert request.partition_key == "2026-11-16"
+    assert request.run_config == {"resources": {"growth_settings": {"config": {"lookback_weeks": 12}}}}
+
+
+def test_job_selects_the_whole_graph():
+    job = defs.resolve_job_def("weekly_growth_job")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"weekly_scores", "brms_posterior", "weekly_kpi_P"}
+
+
+def test_dagster_definitions_validate():
+    env = {**os.environ, "DAGSTER_HOME": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validation successful" in result.stdout + result.stderr

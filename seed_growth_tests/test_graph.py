@@ -1,0 +1,140 @@
+"""The whole graph, materialized with real resources: the real PostgreSQL and the real r-brms-plumber."""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import psycopg
+import pytest
+
+from seed_growth import demo_data
+from seed_growth.assets import brms_posterior, weekly_kpi_P, weekly_scores
+from seed_growth.checks import brms_posterior_converged, weekly_kpi_P_valid, weekly_scores_valid
+from seed_growth.resources import GrowthSettingsResource, PlumberResource, PostgresResource
+from seed_growth.sql import queries
+
+WEEK = dt.date(2026, 11, 16)
+ASSETS = [weekly_scores, brms_posterior, weekly_kpi_P]
+CHECKS = [weekly_scores_valid, brms_posterior_converged, weekly_kpi_P_valid]
+UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens
+
+
+def load_cohort(url: str, students: int = 150, weeks: int = 10, seed: int = 3) -> demo_data.DemoData:
+    return demo_data.load(url, demo_data.DemoCohort(students=students, weeks=weeks, last_week=WEEK, seed=seed))
+
+
+def run_graph(url: str, plumber_url: str, *, raise_on_error: bool = True, **settings) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*ASSETS, *CHECKS],
+        partition_key=WEEK.isoformat(),
+        resources={
+            "postgres": PostgresResource(database_url=url),
+            "plumber": PlumberResource(base_url=plumber_url, max_attempts=1, read_timeout_s=1800),
+            "growth_settings": GrowthSettingsResource(**settings),
+        },
+        raise_on_error=raise_on_error,
+    )
+
+
+def check_results(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def metadata(result, asset: str) -> dict:
+    [event] = [m for m in result.get_asset_materialization_events() if m.asset_key.to_user_string() == asset]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def kpis(url: str) -> dict[str, dict]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT user_id, kpis FROM weekly_kpi WHERE week_start = %s", (WEEK,)).fetchall())
+
+
+def seed_other_kpi(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO weekly_kpi (user_id, week_start, kpis) VALUES ('stu-00001', %s, %s)", (WEEK, json.dumps({"streak": 4})))
+
+
+def test_falls_back_to_the_normal_approximation_when_the_service_is_down(clean_database, growth_env):
+    load_cohort(clean_database)
+    seed_other_kpi(clean_database)
+    result = run_graph(clean_database, UNREACHABLE, lookback_weeks=8)
+    assert result.success  # the KPI is there on Monday
+    assert metadata(result, "brms_posterior")["fit_status"] == "unavailable"
+    assert check_results(result) == {"weekly_scores_valid": True, "brms_posterior_converged": False, "weekly_kpi_P_valid": True}
+    kpi_meta = metadata(result, "weekly_kpi_P")
+    assert kpi_meta["method"] == "normal_approximation" and "no fit stored" in kpi_meta["fallback_reason"]
+    stored = kpis(clean_database)
+    assert len(stored) == kpi_meta["students"] > 100
+    assert all(0 <= k["P"] <= 1 and k["P_method"] == "normal_approximation" for k in stored.values())
+    assert stored["stu-00001"]["streak"] == 4  # other KPIs survive
+
+
+def test_empty_window_fails_the_blocking_check_and_writes_nothing(clean_database, growth_env):
+    demo_data.load(clean_database, demo_data.DemoCohort(students=20, weeks=4, last_week=WEEK - dt.timedelta(weeks=30)))
+    seed_other_kpi(clean_database)
+    result = run_graph(clean_database, UNREACHABLE, raise_on_error=False)
+    assert check_results(result) == {"weekly_scores_valid": False}
+    materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    assert materialized == {"weekly_scores"}  # brms_posterior and weekly_kpi_P were skipped
+    assert kpis(clean_database) == {"stu-00001": {"streak": 4}}
+
+
+def test_bad_settings_fail_the_run_naming_the_variable(clean_database, growth_env):
+    growth_env.setenv("BRMS_ITER", "abc")
+    result = run_graph(clean_database, UNREACHABLE, raise_on_error=False)
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    error = failure.event_specific_data.error
+    assert error.cause.cls_name == "SettingsError"
+    assert "BRMS_ITER (or BRMS_N_SAMPLES)='abc' is not an integer" in error.cause.message
+
+
+@pytest.mark.service
+def test_whole_graph_with_the_real_service(clean_database, plumber_url, growth_env):
+    load_cohort(clean_database, students=300, weeks=14)
+    seed_other_kpi(clean_database)
+    result = run_graph(clean_database, plumber_url, lookback_weeks=12)
+    assert result.success
+    assert check_results(result) == {"weekly_scores_valid": True, "brms_posterior_converged": True, "weekly_kpi_P_valid": True}
+
+    fit_meta = metadata(result, "brms_posterior")
+    assert fit_meta["fit_status"] == "converged" and fit_meta["engine"] == "collapsed"
+    assert 0.004 < fit_meta["population_slope_per_week"] < 0.02  # DemoCohort.slope_mean = 0.012
+    assert "data:image/png;base64" in fit_meta["growth_curve"]
+    with psycopg.connect(clean_database) as conn:
+        row = conn.execute(
+            "SELECT run_id, lookback_weeks, converged, posterior_summary->'week', n_students FROM growth_brms_meta WHERE as_of_week = %s",
+            (WEEK,),
+        ).fetchone()
+        assert row[0] == fit_meta["run_id"] and row[1] == 12 and row[2] is True
+        assert set(row[3]) >= {"estimate", "error", "q2.5", "q97.5"}
+        assert queries.read_student_posterior(conn, row[0]).shape[0] == row[4]
+
+    kpi_meta = metadata(result, "weekly_kpi_P")
+    assert kpi_meta["method"].startswith("bayesian_") and kpi_meta["run_id"] == fit_meta["run_id"]
+    stored = kpis(clean_database)
+    assert len(stored) == row[4]
+    assert all(k["P_run_id"] == row[0] and 0 <= k["P"] <= 1 for k in stored.values())
+    assert stored["stu-00001"]["streak"] == 4
+
+    # predict_prob unreachable later: P from the stored per-student summaries, close to the service's
+    by_service = {s: k["P"] for s, k in stored.items()}
+    again = dg.materialize(
+        [weekly_kpi_P], partition_key=WEEK.isoformat(),
+        resources={"postgres": PostgresResource(database_url=clean_database),
+                   "plumber": PlumberResource(base_url=UNREACHABLE, max_attempts=1),
+                   "growth_settings": GrowthSettingsResource()},
+    )
+    assert metadata(again, "weekly_kpi_P")["method"] == "bayesian_summaries"
+    by_summaries = {s: k["P"] for s, k in kpis(clean_database).items()}
+    assert max(abs(by_service[s] - by_summaries[s]) for s in by_service) < 0.05
+
+    # METRICS_USE_BAYESIAN=false: the normal approximation even though a good fit exists
+    growth_env.setenv("METRICS_USE_BAYESIAN", "false")
+    normal = dg.materialize(
+        [weekly_kpi_P], partition_key=WEEK.isoformat(),
+        resources={"postgres": PostgresResource(database_url=clean_database),
+                   "plumber": PlumberResource(base_url=plumber_url), "growth_settings": GrowthSettingsResource()},
+    )
+    assert metadata(normal, "weekly_kpi_P")["method"] == "normal_approximation"
