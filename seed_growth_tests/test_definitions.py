@@ -62,3 +62,41 @@ def test_dagster_definitions_validate():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_code_location_loads_in_the_webserver(tmp_path):
+    """dagster-webserver loads the location and its GraphQL API shows the lineage, as the UI does."""
+    import time
+
+    import httpx
+
+    port = _free_port()
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    query = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
+    try:
+        deadline, nodes = time.monotonic() + 180, None
+        while time.monotonic() < deadline and nodes is None:
+            try:
+                answer = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=10).json()
+                nodes = answer["data"]["assetNodes"] or None
+            except (httpx.HTTPError, KeyError, TypeError, ValueError):
+                time.sleep(1)
+        assert nodes, "the webserver did not serve the code location"
+        lineage = {n["assetKey"]["path"][0]: sorted(d["path"][0] for d in n["dependencyKeys"]) for n in nodes}
+        assert lineage == {"weekly_scores": [], "brms_posterior": ["weekly_scores"], "weekly_kpi_P": ["brms_posterior"]}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
