@@ -64,3 +64,21 @@ def histogram_markdown(values: np.ndarray, *, bins: int = 10, label: str = "P") 
     ax.grid(alpha=0.3, axis="y")
     table = pd.DataFrame({label: [f"[{lo:.1f}, {hi:.1f})" for lo, hi in zip(edges[:-1], edges[1:])], "students": counts})
     return markdown_image(fig, f"distribution of {label}") + "\n\n" + table.to_markdown(index=False)
+
+
+def reliability_markdown(reliability: pd.DataFrame) -> str:
+    """Reliability diagram (mean P against observed rate per bin, with +-2 se) and its table."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    for (method, group), colour in zip(reliability.groupby("method"), ["tab:blue", "tab:orange", "tab:green"]):
+        group = group[group["count"] > 0]
+        ax.errorbar(group["mean_P"], group["observed_rate"], yerr=2 * group["se"], fmt="o-", color=colour,
+                    markersize=4, capsize=2, label=method)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean P in bin")
+    ax.set_ylabel("observed rate of reaching the goal")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    table = reliability[["method", "bin", "mean_P", "observed_rate", "count"]].to_markdown(index=False, floatfmt=".3f")
+    return markdown_image(fig, "reliability diagram") + "\n\n" + table

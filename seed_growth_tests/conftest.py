@@ -15,7 +15,7 @@ from seed_growth.sql import queries
 ADMIN_URL = os.environ.get("SEED_GROWTH_TEST_ADMIN_URL") or os.environ.get(
     "DATABASE_URL", "postgresql://seed_growth:seed_growth@127.0.0.1:5432/seed_growth"
 )
-PROJECT_TABLES = ["weekly_kpi", "growth_student_posterior", "growth_brms_meta", "weekly_scores", "student_goal", "attempt"]
+PROJECT_TABLES = ["p_calibration", "p_calibration_bins", "weekly_kpi", "growth_student_posterior", "growth_brms_meta", "weekly_scores", "student_goal", "attempt"]
 
 
 def _with_database(url: str, name: str) -> str:

@@ -17,9 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 def test_lineage():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"weekly_scores", "brms_posterior", "weekly_kpi_P"}
+    assert keys == {"weekly_scores", "brms_posterior", "weekly_kpi_P", "p_calibration"}
     parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
-    assert parents == {"weekly_scores": set(), "brms_posterior": {"weekly_scores"}, "weekly_kpi_P": {"brms_posterior"}}
+    assert parents == {"weekly_scores": set(), "brms_posterior": {"weekly_scores"}, "weekly_kpi_P": {"brms_posterior"},
+                       "p_calibration": {"weekly_kpi_P"}}
 
 
 def test_assets_are_weekly_partitioned_on_mondays():
@@ -96,7 +97,8 @@ def test_code_location_loads_in_the_webserver(tmp_path):
                 time.sleep(1)
         assert nodes, "the webserver did not serve the code location"
         lineage = {n["assetKey"]["path"][0]: sorted(d["path"][0] for d in n["dependencyKeys"]) for n in nodes}
-        assert lineage == {"weekly_scores": [], "brms_posterior": ["weekly_scores"], "weekly_kpi_P": ["brms_posterior"]}
+        assert lineage == {"weekly_scores": [], "brms_posterior": ["weekly_scores"], "weekly_kpi_P": ["brms_posterior"],
+                           "p_calibration": ["weekly_kpi_P"]}
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -116,6 +116,7 @@ class Probability(_Lenient):
 class PredictResponse(_Lenient):
     run_id: str
     method: str = "posterior_draws"
+    predictive: bool = False
     probabilities: list[Probability]
 
 
@@ -202,18 +203,25 @@ class PlumberResource(dg.ConfigurableResource):
         }
         return _validated(FitResponse, self._call("POST", "/growth/fit", body), "/growth/fit")
 
-    def predict_prob(self, run_id: str, targets: pd.DataFrame) -> PredictResponse:
-        """P(expected score at target_week >= goal) per row of ``targets`` (student, target_week, goal)."""
+    def predict_prob(self, run_id: str, targets: pd.DataFrame, *, predictive: bool = False) -> PredictResponse:
+        """P(expected score at target_week >= goal) per row of ``targets`` (student, target_week, goal);
+        with ``predictive``, P(observed score that week >= goal), given the week's attempts (column n)."""
+        columns = ["student", "target_week", "goal"] + (["n"] if "n" in targets else [])
+        rows = targets[columns].to_dict(orient="records")
         body = {
             "run_id": run_id,
+            "predictive": predictive,
             "targets": [
-                {"student": str(s), "target_week": int(t), "goal": float(g)}
-                for s, t, g in zip(targets["student"], targets["target_week"], targets["goal"])
+                {"student": str(r["student"]), "target_week": int(r["target_week"]), "goal": float(r["goal"]),
+                 **({"n": int(r["n"])} if "n" in r else {})}
+                for r in rows
             ],
         }
         endpoint = "/growth/predict_prob"
         answer = _validated(PredictResponse, self._call("POST", endpoint, body), endpoint)
         _check_complete(answer.probabilities, targets["student"], endpoint)
+        if bool(answer.predictive) != predictive:
+            raise PlumberError(endpoint, f"asked for predictive={predictive} but the answer says predictive={answer.predictive}")
         return answer
 
 

@@ -14,6 +14,7 @@ import json
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg import sql
@@ -279,3 +280,55 @@ def kpi_p_coverage(conn: psycopg.Connection, week_start: dt.date) -> dict[str, i
         {"w": week_start},
     ).fetchone()
     return {"students": row[0], "students_without_P": row[1], "P_invalid": row[2]}
+
+
+def observed_week_scores(conn: psycopg.Connection, source: SourceRelation, mondays: list[dt.date]) -> pd.DataFrame:
+    """Each student's attempts and correct answers in each of the given UTC weeks (for backtests)."""
+    query = sql.SQL(
+        """SELECT a.{user}::text, date_trunc('week', a.{time} AT TIME ZONE 'UTC')::date AS monday,
+                  count(*)::int, (count(*) FILTER (WHERE a.{correct}))::int
+           FROM {relation} AS a
+           WHERE a.{time} >= %(first_start)s AND a.{time} < %(last_end)s
+             AND date_trunc('week', a.{time} AT TIME ZONE 'UTC')::date = ANY(%(mondays)s)
+             AND a.{user} IS NOT NULL AND a.{correct} IS NOT NULL
+           GROUP BY 1, 2"""
+    ).format(
+        user=sql.Identifier(source.user_column), time=sql.Identifier(source.time_column),
+        correct=sql.Identifier(source.correct_column), relation=_relation(source.relation),
+    )
+    if not mondays:
+        return pd.DataFrame(columns=["student", "target_week_start", "n", "correct"])
+    starts = [dt.datetime.combine(m, dt.time(0), tzinfo=dt.timezone.utc) for m in mondays]
+    rows = conn.execute(
+        query, {"first_start": min(starts), "last_end": max(starts) + dt.timedelta(weeks=1), "mondays": list(mondays)}
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["student", "target_week_start", "n", "correct"])
+
+
+def converged_fits(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """The latest fit of every as-of week, where it converged (oldest week first)."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            """SELECT DISTINCT ON (as_of_week) run_id, as_of_week, lookback_weeks, family, engine, chains,
+                      n_rows, converged, posterior_summary, diagnostics, model
+               FROM growth_brms_meta ORDER BY as_of_week, fitted_at DESC"""
+        )
+        return [row for row in cur.fetchall() if row["converged"]]
+
+
+def replace_calibration(conn: psycopg.Connection, summary: pd.DataFrame, reliability: pd.DataFrame) -> None:
+    """Keep only the latest backtest: its scores per as-of week and method, and its reliability bins."""
+    conn.execute("DELETE FROM p_calibration")
+    conn.execute("DELETE FROM p_calibration_bins")
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO p_calibration (as_of_week, method, students, brier, log_loss, mean_p, observed_rate)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+            summary[["as_of_week", "method", "students", "brier", "log_loss", "mean_P", "observed_rate"]].itertuples(index=False),
+        )
+        cur.executemany(
+            """INSERT INTO p_calibration_bins (method, bin, mean_p, observed_rate, count)
+               VALUES (%s, %s, %s, %s, %s)""",
+            [(m, b, None if np.isnan(p) else p, None if np.isnan(r) else r, c)
+             for m, b, p, r, c in reliability[["method", "bin", "mean_P", "observed_rate", "count"]].itertuples(index=False)],
+        )

@@ -64,3 +64,24 @@ CREATE TABLE IF NOT EXISTS student_goal (
     goal_score   double precision NOT NULL CHECK (goal_score > 0 AND goal_score <= 1),
     target_date  date             NOT NULL
 );
+
+-- The latest backtest of P against observed outcomes (asset p_calibration).
+CREATE TABLE IF NOT EXISTS p_calibration (
+    as_of_week     text             NOT NULL,             -- a Monday, or 'overall'
+    method         text             NOT NULL,             -- P_bayesian or P_normal
+    students       integer          NOT NULL,
+    brier          double precision NOT NULL,
+    log_loss       double precision NOT NULL,
+    mean_p         double precision NOT NULL,
+    observed_rate  double precision NOT NULL,
+    computed_at    timestamptz      NOT NULL DEFAULT now(),
+    PRIMARY KEY (as_of_week, method)
+);
+CREATE TABLE IF NOT EXISTS p_calibration_bins (
+    method         text             NOT NULL,
+    bin            text             NOT NULL,
+    mean_p         double precision,
+    observed_rate  double precision,
+    count          integer          NOT NULL,
+    PRIMARY KEY (method, bin)
+);
