@@ -61,7 +61,7 @@ if [ ! -f "$stamp" ]; then
   log "installing Python packages"
   .venv/bin/pip install -q --upgrade pip
   constraints=(); [ -f constraints.txt ] && constraints=(-c constraints.txt)
-  .venv/bin/pip install -q "${constraints[@]}" -e r-brms-plumber/engine -e ".[dev]"
+  .venv/bin/pip install -q "${constraints[@]}" -e "r-brms-plumber/engine[sampler]" -e ".[dev]"
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 mkdir -p "$BRMS_MODEL_DIR"
