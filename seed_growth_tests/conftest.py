@@ -62,3 +62,7 @@ def growth_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
                  "BRMS_PLUMBER_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
+
+
+# the real r-brms-plumber service, started once per session by the tests that need it
+from seed_growth_tests.plumber_fixture import plumber_service, plumber_url  # noqa: E402, F401

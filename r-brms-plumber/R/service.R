@@ -1,0 +1,145 @@
+# The service's state (configuration, worker pool, engine status) and the handlers behind the routes in
+# plumber.R. Handlers either return a value (serialized by serializer_growth_json) or a promise of one.
+
+.service <- new.env(parent = emptyenv())
+
+package_version_string <- function(p) tryCatch(as.character(utils::packageVersion(p)), error = function(e) NA_character_)
+
+service_start <- function(cfg) {
+  dir.create(cfg$model_dir, recursive = TRUE, showWarnings = FALSE)
+  dir.create(cfg$fits_dir, recursive = TRUE, showWarnings = FALSE)
+  removed <- store_prune(cfg$fits_dir, cfg$fits_max, cfg$fits_max_age_days, stale_staging = TRUE)
+  if (length(removed)) log_line("fit store: removed ", length(removed), " expired fit(s)")
+  .service$cfg <- cfg
+  .service$versions <- list(
+    R = paste(R.version$major, R.version$minor, sep = "."),
+    brms = package_version_string("brms"), rstan = package_version_string("rstan"),
+    plumber = package_version_string("plumber"), posterior = package_version_string("posterior"),
+    StanHeaders = package_version_string("StanHeaders"))
+  .service$engine <- list(available = FALSE, detail = "not checked yet", checked_at = NULL, checking = FALSE)
+  .service$started_at <- utc_now()
+  model_dir <- cfg$model_dir
+  .service$pool <- WorkerPool$new(
+    size = cfg$workers, init_fun = growth_worker_init, init_args = list(r_dir = file.path(cfg$root, "R")),
+    # a job that may have to compile its family's model waits while another job of the family runs
+    can_run = function(job, running) {
+      is.null(job$key) || template_compiled(model_dir, job$key) ||
+        !any(vapply(running, function(r) identical(r$key, job$key), logical(1)))
+    },
+    max_jobs = cfg$worker_max_jobs, job_timeout = cfg$fit_timeout_seconds)
+  refresh_engine_status()
+  for (family in cfg$warmup_families) {
+    if (template_compiled(model_dir, family)) next
+    promises::then(
+      .service$pool$submit("ensure_template_job", list(family = family, model_dir = model_dir), key = family,
+                           label = paste("warm-up compile of", family)),
+      onFulfilled = function(out) log_line("warm-up: the ", out$family, " model is compiled"),
+      onRejected = function(e) log_line("warm-up compile failed: ", conditionMessage(e)))
+  }
+  log_line("r-brms-plumber: model dir ", model_dir, ", fits ", cfg$fits_dir, ", ", cfg$workers, " worker(s)",
+           if (nzchar(cfg$token)) ", bearer token required on /growth/*" else "")
+  invisible(TRUE)
+}
+
+service_stop <- function() {
+  if (!is.null(.service$pool)) .service$pool$shutdown()
+  invisible(TRUE)
+}
+
+# Re-check (asynchronously) whether the collapsed engine is installed, at most once a minute.
+refresh_engine_status <- function(max_age_seconds = 60) {
+  e <- .service$engine
+  fresh <- !is.null(e$checked_at) && as.numeric(difftime(Sys.time(), e$checked_at, units = "secs")) < max_age_seconds
+  if (isTRUE(e$checking) || fresh) return(invisible())
+  .service$engine$checking <- TRUE
+  promises::then(check_engine_async(.service$cfg$engine_python), function(res) {
+    if (!identical(res$available, .service$engine$available)) log_line("collapsed engine: ", res$detail)
+    .service$engine <- list(available = res$available, detail = res$detail, checked_at = Sys.time(), checking = FALSE)
+  })
+  invisible()
+}
+
+handle_health <- function() {
+  refresh_engine_status()
+  st <- .service$pool$status()
+  list(
+    status = "ok",
+    ready = st$ready > 0L,
+    versions = .service$versions,
+    compiled = compiled_families(.service$cfg$model_dir),
+    engines = as.list(c("brms", if (isTRUE(.service$engine$available)) "collapsed")),
+    busy = st$busy > 0L || st$queued > 0L,
+    workers = list(total = st$workers, ready = st$ready, busy = st$busy, starting = st$starting),
+    queued = st$queued,
+    running = st$running,
+    engine_status = list(collapsed = .service$engine$detail),
+    started_at = .service$started_at
+  )
+}
+
+handle_fit <- function(req) {
+  cfg <- .service$cfg
+  request <- validate_fit_request(parse_json_body(req))
+  queued <- .service$pool$status()$queued
+  if (queued >= cfg$max_queue) {
+    http_error(503L, sprintf("%d fits are already waiting for a worker (BRMS_MAX_QUEUE = %d); try again later",
+                             queued, cfg$max_queue))
+  }
+  run_id <- new_run_id()
+  seed <- if (is.na(request$seed)) sample.int(.Machine$integer.max, 1L) else request$seed
+  args <- list(run_id = run_id, data = request$data, family = request$family, iter = request$iter,
+               chains = request$chains, seed = seed, fits_dir = cfg$fits_dir)
+  if (request$engine == "brms") {
+    args <- c(args, list(model_dir = cfg$model_dir, sampler = cfg$sampler))
+    fn <- "fit_brms_job"
+    key <- request$family
+  } else {
+    args <- c(args, list(python = cfg$engine_python, timeout = cfg$engine_timeout_seconds))
+    fn <- "fit_collapsed_job"
+    key <- NULL
+  }
+  label <- sprintf("%s %s fit %s", request$engine, request$family, run_id)
+  log_line("queued ", label, " (", nrow(request$data), " rows, iter ", request$iter, " x ", request$chains, " chains)")
+  promises::then(.service$pool$submit(fn, args, key = key, label = label), function(out) {
+    log_line(out$log)
+    tryCatch(store_prune(cfg$fits_dir, cfg$fits_max, cfg$fits_max_age_days),
+             error = function(e) log_line("fit store: pruning failed: ", conditionMessage(e)))
+    json_text(out$json)
+  })
+}
+
+handle_predict <- function(req) {
+  cfg <- .service$cfg
+  request <- validate_predict_request(parse_json_body(req))
+  meta <- store_lookup(cfg$fits_dir, request$run_id, cfg$fits_max_age_days)
+  if (is.null(meta)) {
+    http_error(404L, sprintf("run_id '%s' is unknown or expired (the service keeps the last %d fits, for at most %s days)",
+                             request$run_id, cfg$fits_max, format(cfg$fits_max_age_days)))
+  }
+  if (identical(meta$engine, "collapsed")) predict_collapsed(meta, request, cfg) else predict_brms(meta, request)
+}
+
+# Bearer token on /growth/* when BRMS_PLUMBER_TOKEN is set. Compares digests, so the time taken does not
+# depend on how much of the token matched.
+check_auth <- function(req) {
+  token <- .service$cfg$token
+  if (!nzchar(token) || !startsWith(req$PATH_INFO %||% "", "/growth")) return(invisible(TRUE))
+  supplied <- req$HTTP_AUTHORIZATION %||% ""
+  if (!nzchar(supplied)) http_error(401L, "missing bearer token: send 'Authorization: Bearer <BRMS_PLUMBER_TOKEN>'")
+  if (!identical(digest::digest(supplied, algo = "sha256", serialize = FALSE),
+                 digest::digest(paste("Bearer", token), algo = "sha256", serialize = FALSE))) {
+    http_error(401L, "wrong bearer token")
+  }
+  invisible(TRUE)
+}
+
+# Bodies sent without a Content-Length (chunked) are only measured once read.
+check_body_size <- function(req) {
+  limit <- .service$cfg$max_body_bytes
+  if (length(req$bodyRaw) > limit) body_too_large(limit)
+  invisible(TRUE)
+}
+
+body_too_large <- function(limit) {
+  http_error(413L, sprintf("request body too large: the limit is %s MB (BRMS_MAX_BODY_MB)", format(limit / 1024^2)))
+}

@@ -1,0 +1,77 @@
+test_that("run ids are 32 hex digits and unique", {
+  ids <- replicate(50, new_run_id())
+  expect_true(all(grepl(RUN_ID_PATTERN, ids)))
+  expect_equal(length(unique(ids)), 50L)
+  expect_false(valid_run_id("../etc"))
+})
+
+write_fit <- function(dir, id, fitted_at, engine = "brms") {
+  store_begin(dir, id)
+  write_json_file(list(run_id = id, engine = engine, fitted_at = fitted_at), file.path(staging_dir(dir, id), "meta.json"))
+  store_commit(dir, id)
+}
+
+test_that("the store finds, expires and prunes fits", {
+  dir <- tempfile("fits-")
+  ids <- replicate(4, new_run_id())
+  for (i in seq_along(ids)) {
+    write_fit(dir, ids[i], utc_now())
+    Sys.setFileTime(file.path(dir, ids[i], "meta.json"), Sys.time() - (10 - i))
+  }
+  expect_equal(store_lookup(dir, ids[1], 90)$engine, "brms")
+  expect_null(store_lookup(dir, new_run_id(), 90))
+  expect_null(store_lookup(dir, "not-an-id", 90))
+  removed <- store_prune(dir, max_n = 2, max_age_days = 90)
+  expect_setequal(removed, ids[1:2])
+  expect_null(store_lookup(dir, ids[1], 90))
+  expect_false(is.null(store_lookup(dir, ids[4], 90)))
+  old <- new_run_id()
+  write_fit(dir, old, format(Sys.time() - 100 * 86400, "%Y-%m-%dT%H:%M:%SZ", tz = "UTC"))
+  expect_null(store_lookup(dir, old, 90))
+  expect_false(dir.exists(file.path(dir, old)))
+  store_begin(dir, "abc")
+  store_prune(dir, 100, 90, stale_staging = TRUE)
+  expect_false(dir.exists(staging_dir(dir, "abc")))
+})
+
+test_that("JSON keeps full precision and writes null for missing numbers", {
+  txt <- as.character(to_json(list(a = 1 / 3, b = NA_real_, c = Inf, d = list(), e = 123456789.123456)))
+  expect_equal(txt, '{"a":0.333333333333333,"b":null,"c":null,"d":[],"e":123456789.123456}')
+})
+
+test_that("the collapsed engine's response gets run fields in front, its text kept", {
+  engine <- '{"model": {"family": "gaussian"}, "posterior_summary": {"week": {"estimate": 0.12345678901234567}}, "students": [], "diagnostics": {}}'
+  out <- with_run_fields(engine, "r1", "2026-01-01T00:00:00Z")
+  parsed <- jsonlite::fromJSON(out)
+  expect_equal(parsed$run_id, "r1")
+  expect_equal(parsed$engine, "collapsed")
+  expect_match(out, "0.12345678901234567", fixed = TRUE)
+  expect_error(with_run_fields('{"model": {}}', "r1", "x"), "lacks")
+  expect_error(with_run_fields("not json", "r1", "x"), "invalid JSON")
+  expect_equal(jsonlite::fromJSON(with_run_fields(sub("\\{", '{"run_id": "engine-id", ', engine), "r1", "x"))$run_id, "r1")
+})
+
+test_that("engine failures map to 400, 503 and 500", {
+  status_of <- function(expr) tryCatch({ expr; 0L }, growth_http_error = function(e) e$status)
+  expect_equal(status_of(check_engine_result(0L, "", "python3", "fit")), 0L)
+  expect_equal(status_of(check_engine_result(2L, "data.score is missing", "python3", "fit")), 400L)
+  expect_equal(status_of(check_engine_result(1L, "ModuleNotFoundError: No module named 'growth_engine'", "python3", "fit")), 503L)
+  expect_equal(status_of(check_engine_result(3L, "no fit state found in x", "python3", "predict")), 404L)
+  expect_equal(status_of(check_engine_result(1L, "Traceback ... ValueError", "python3", "fit")), 500L)
+  expect_equal(status_of(check_engine_result(NA, "", "python3", "fit", timed_out = TRUE)), 500L)
+})
+
+test_that("priors are explicit for every class", {
+  expect_equal(nrow(priors_report("gaussian")), 6L)
+  expect_equal(nrow(priors_report("binomial")), 5L)
+  expect_false("sigma" %in% priors_report("binomial")$class)
+  expect_equal(template_key("gaussian"), template_key("gaussian"))
+  expect_false(template_key("gaussian") == template_key("binomial"))
+})
+
+test_that("rstan's printed failure reasons are extracted", {
+  printed <- c('[1] "Error in sampler$call_sampler(args_list[[i]]) : "', '[2] "  Invalid adaptation parameter (found delta=1.5; require 0<delta<1)."')
+  expect_equal(stan_reason(printed),
+               " (Error in sampler$call_sampler(args_list[[i]]) : Invalid adaptation parameter (found delta=1.5; require 0<delta<1).)")
+  expect_equal(stan_reason(character(0)), "")
+})
