@@ -1,6 +1,6 @@
 """Where a weekly run spends its time, and how it grows with the number of students.
 
-    bash scripts/benchmark.sh [--sizes 100,1000,10000] [--engines collapsed,brms] [--repeats 3]
+    bash scripts/benchmark.sh [--sizes 100,1000,10000,100000] [--engines collapsed,brms] [--repeats 3]
 
 Each size runs in a fresh Python process (so its peak RSS is its own) against a database of its own
 (created and dropped here) and one real r-brms-plumber service started by this script (so the RSS of the
@@ -222,6 +222,8 @@ def run_size(students: int, engines: list[str], repeats: int, admin_url: str, se
                     fit_runs.append(wall)
                     record(stage="fit", engine=engine, students=students, run=i, seconds=round(wall, 2),
                            sampling_seconds=round(d.sampling_seconds, 2), compile_seconds=round(d.compile_seconds, 2),
+                           # what is not sampling or compiling: JSON out, transfer, parsing, summaries, JSON back
+                           overhead_seconds=round(wall - d.sampling_seconds - d.compile_seconds, 2),
                            max_rhat=round(d.max_rhat, 4), min_ess_bulk=round(d.min_ess_bulk, 1),
                            min_ess_tail=round(d.min_ess_tail, 1), divergent=d.divergent_transitions,
                            service_peak_rss_mb=round(peak["peak"] / 2**20))
@@ -327,7 +329,7 @@ def extraction_at_scale(admin_url: str, attempts: int, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--sizes", default="100,1000,10000,100000")
     parser.add_argument("--engines", default="collapsed,brms")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--extraction-attempts", type=int, default=10_000_000, help="0 skips it")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on local defaults: set-up, a local PostgreSQL (unless DATABASE_URL is set),
 # demo attempts (unless the attempt table has rows; --fresh reloads them), the fitting service, and the
-# whole graph materialized for the last complete week. Then it prints where to look.
+# whole graph materialized for the last complete week, then the backtest of P (p_calibration) over
+# earlier weeks. Then it prints where to look.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$SEED_GROWTH_REPO/scripts/setup.sh"
@@ -19,11 +20,17 @@ fi
 trap stop_plumber EXIT
 start_plumber
 python -m seed_growth.jobs.fit_bayesian_growth "$@" 2>&1 | grep -v -E "^\s*$" | tail -n 40
+# the backtest: past as-of weeks whose target week is observed, then p_calibration (0 skips it)
+if [ "${BACKTEST_WEEKS:-4}" -gt 0 ]; then
+  python -m seed_growth.jobs.backtest --as-of-weeks "${BACKTEST_WEEKS:-4}" 2>&1 | grep -v -E "^\s*$" | tail -n 40
+fi
 
+latest_fit="SELECT as_of_week, engine, converged, round((posterior_summary->'week'->>'estimate')::numeric, 4) AS weekly_growth, diagnostics->>'max_rhat' AS max_rhat FROM growth_brms_meta ORDER BY fitted_at DESC LIMIT 1"
+some_p="SELECT user_id, week_start, round((kpis->>'P')::numeric, 3) AS goal_probability, kpis->>'P_method' AS method FROM weekly_kpi WHERE kpis ? 'P' AND week_start = (SELECT max(week_start) FROM weekly_kpi) ORDER BY user_id LIMIT 8"
+echo; echo "The latest fit:"; psql "$DATABASE_URL" -P footer=off -c "$latest_fit"
+echo "A few students' P (probability of reaching the goal):"; psql "$DATABASE_URL" -P footer=off -c "$some_p"
 cat <<EOT
-
-Done. Where to look:
-  psql "$DATABASE_URL" -c "SELECT run_id, fitted_at, engine, converged, posterior_summary->'week' AS week_effect FROM growth_brms_meta ORDER BY fitted_at DESC LIMIT 1"
-  psql "$DATABASE_URL" -c "SELECT user_id, week_start, kpis->>'P' AS goal_probability, kpis->>'P_method' AS method FROM weekly_kpi WHERE kpis ? 'P' ORDER BY week_start DESC, user_id LIMIT 10"
-  The Dagster UI (runs, lineage, checks, the schedule):  bash scripts/ui.sh   then open http://127.0.0.1:3000
+Where to look next:
+  the backtest:   psql "\$DATABASE_URL" -c "SELECT * FROM p_calibration ORDER BY as_of_week, method"
+  the Dagster UI (runs, lineage, checks, the schedule):  bash scripts/ui.sh   then open http://127.0.0.1:3000
 EOT

@@ -56,7 +56,8 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-stamp=".venv/.installed-$(cat pyproject.toml r-brms-plumber/engine/pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)"
+# the stamp changes whenever a dependency list changes (constraints.txt is optional)
+stamp=".venv/.installed-$(cat pyproject.toml r-brms-plumber/engine/pyproject.toml $(ls constraints.txt 2>/dev/null) | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   log "installing Python packages"
   .venv/bin/pip install -q --upgrade pip

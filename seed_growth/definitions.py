@@ -6,12 +6,12 @@ import dagster as dg
 from seed_growth.assets import brms_posterior, p_calibration, weekly_kpi_P, weekly_scores
 from seed_growth.checks import brms_posterior_converged, weekly_kpi_P_valid, weekly_scores_valid
 from seed_growth.resources import GrowthSettingsResource, PlumberResource, PostgresResource
-from seed_growth.schedules import weekly_growth_job, weekly_growth_schedule
+from seed_growth.schedules import calibration_job, weekly_growth_job, weekly_growth_schedule
 
 defs = dg.Definitions(
     assets=[weekly_scores, brms_posterior, weekly_kpi_P, p_calibration],
     asset_checks=[weekly_scores_valid, brms_posterior_converged, weekly_kpi_P_valid],
-    jobs=[weekly_growth_job],
+    jobs=[weekly_growth_job, calibration_job],
     schedules=[weekly_growth_schedule],
     resources={
         "postgres": PostgresResource(database_url=dg.EnvVar("DATABASE_URL")),

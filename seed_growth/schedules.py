@@ -14,6 +14,12 @@ weekly_growth_job = dg.define_asset_job(
     description="weekly_scores -> brms_posterior -> weekly_kpi_P, with their checks, for one week.",
 )
 
+calibration_job = dg.define_asset_job(
+    name="calibration_job",
+    selection=dg.AssetSelection.assets("p_calibration"),
+    description="Backtest P against the observed target weeks of past as-of weeks (p_calibration).",
+)
+
 
 @dg.schedule(
     job=weekly_growth_job,

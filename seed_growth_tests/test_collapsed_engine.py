@@ -410,6 +410,15 @@ def test_predict_prob_seen_and_unseen(sim_fit, tmp_path):
     eta_u = np.concatenate([a[:, 0] + a[:, 1] * x for a in ab])
     assert out[3]["p"] == pytest.approx(np.mean(eta_u >= 0.6), abs=0.01)
 
+    # predictive: the observed week score adds N(0, sigma^2) per draw, so it is less certain than eta
+    reps = len(eta) // len(dr["sigma"])
+    observed = eta + rng.normal(0.0, np.repeat(dr["sigma"], reps))
+    goal_hi = float(np.quantile(eta, 0.9))
+    p_obs = predict_prob(state, [(sid, 12, goal_hi)], predictive=True)[0]["p"]
+    p_eta = predict_prob(state, [(sid, 12, goal_hi)])[0]["p"]
+    assert p_obs == pytest.approx(np.mean(observed >= goal_hi), abs=0.01)
+    assert p_obs > p_eta  # above-median goal: noise can only help reach it
+
 
 def test_fit_rejects_bad_input():
     pytest.importorskip("numpyro")
@@ -461,6 +470,15 @@ def test_cli_fit_then_predict(tmp_path):
     assert pr["method"] == "rao_blackwell"
     assert [(p["student"], p["seen"]) for p in pr["probabilities"]] == [("s001", True), ("zz", False)]
     assert all(0.0 <= p["p"] <= 1.0 for p in pr["probabilities"])
+    assert pr["predictive"] is False
+
+    (tmp_path / "tp.json").write_text(json.dumps(dict(targets, predictive=True)))
+    r = _cli("predict", "--fit-dir", str(out), "--targets", str(tmp_path / "tp.json"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["predictive"] is True
+    (tmp_path / "tbad.json").write_text(json.dumps(dict(targets, predictive="yes")))
+    r = _cli("predict", "--fit-dir", str(out), "--targets", str(tmp_path / "tbad.json"))
+    assert r.returncode == 2 and "predictive" in r.stderr
 
     # row-format data gives the same fit
     rows = [{"student": s, "week": int(w), "score": float(y)}

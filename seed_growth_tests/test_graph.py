@@ -138,3 +138,54 @@ def test_whole_graph_with_the_real_service(clean_database, plumber_url, growth_e
                    "plumber": PlumberResource(base_url=plumber_url), "growth_settings": GrowthSettingsResource()},
     )
     assert metadata(normal, "weekly_kpi_P")["method"] == "normal_approximation"
+    assert len(kpis(clean_database)) == row[4]  # reruns of the partition replaced P, added no rows
+
+
+@pytest.mark.service
+def test_a_fit_that_fails_its_convergence_check_is_not_used(clean_database, plumber_url, growth_env):
+    """brms with 100 warm-up iterations cannot reach R-hat <= 1.01 and ESS >= 100 per chain: the check
+    fails (visibly), P comes from the normal approximation and says why, and the fit stays on record."""
+    load_cohort(clean_database, students=60, weeks=8)
+    seed_other_kpi(clean_database)
+    result = run_graph(clean_database, plumber_url, lookback_weeks=8, engine="brms", iter=200, chains=2)
+    assert result.success
+    assert check_results(result) == {"weekly_scores_valid": True, "brms_posterior_converged": False, "weekly_kpi_P_valid": True}
+    fit_meta = metadata(result, "brms_posterior")
+    assert fit_meta["fit_status"] == "not converged" and fit_meta["engine"] == "brms"
+    kpi_meta = metadata(result, "weekly_kpi_P")
+    assert kpi_meta["method"] == "normal_approximation" and "did not converge" in kpi_meta["fallback_reason"]
+    stored = kpis(clean_database)
+    assert len(stored) == kpi_meta["students"]
+    assert all(k["P_method"] == "normal_approximation" and k["P_run_id"] is None for k in stored.values())
+    assert stored["stu-00001"]["streak"] == 4
+    with psycopg.connect(clean_database) as conn:
+        assert conn.execute("SELECT converged FROM growth_brms_meta WHERE run_id = %s", (fit_meta["run_id"],)).fetchone() == (False,)
+
+
+@pytest.mark.service
+def test_backtest_scores_past_weeks_against_what_happened(clean_database, plumber_url, growth_env):
+    """Two past as-of weeks whose target week (4 weeks on) is in the data, then p_calibration: scores for
+    both methods per week and overall, ten reliability bins that hold every student-week, a plot."""
+    from seed_growth.assets import p_calibration
+
+    load_cohort(clean_database, students=300, weeks=14)
+    resources = {"postgres": PostgresResource(database_url=clean_database),
+                 "plumber": PlumberResource(base_url=plumber_url, max_attempts=1, read_timeout_s=1800),
+                 "growth_settings": GrowthSettingsResource(lookback_weeks=8)}
+    as_of_weeks = [WEEK - dt.timedelta(weeks=5), WEEK - dt.timedelta(weeks=4)]
+    for week in as_of_weeks:
+        assert dg.materialize([*ASSETS, *CHECKS], partition_key=week.isoformat(), resources=resources).success
+
+    result = dg.materialize([p_calibration], resources=resources)
+    meta = metadata(result, "p_calibration")
+    assert meta["as_of_weeks"] == 2 and meta["student_weeks"] > 300
+    assert 0 < meta["brier_bayesian"] < 0.25 and 0 < meta["brier_normal"] < 0.25  # better than a coin
+    assert "data:image/png;base64" in meta["reliability"]
+    with psycopg.connect(clean_database) as conn:
+        summary = queries.read_calibration(conn)
+        bins = conn.execute("SELECT method, sum(count) FROM p_calibration_bins GROUP BY method ORDER BY method").fetchall()
+    assert sorted(set(summary["as_of_week"])) == sorted([w.isoformat() for w in as_of_weeks] + ["overall"])
+    assert set(summary["method"]) == {"P_bayesian", "P_normal"}
+    overall = summary[summary["as_of_week"] == "overall"].set_index("method")
+    assert bins == [("P_bayesian", meta["student_weeks"]), ("P_normal", meta["student_weeks"])]
+    assert overall.loc["P_bayesian", "brier"] == pytest.approx(meta["brier_bayesian"])

@@ -316,6 +316,15 @@ def converged_fits(conn: psycopg.Connection) -> list[dict[str, Any]]:
         return [row for row in cur.fetchall() if row["converged"]]
 
 
+def read_calibration(conn: psycopg.Connection) -> pd.DataFrame:
+    """The latest backtest's scores per as-of week and method (overall last)."""
+    rows = conn.execute(
+        """SELECT as_of_week, method, students, brier, log_loss, mean_p, observed_rate FROM p_calibration
+           ORDER BY as_of_week = 'overall', as_of_week, method"""
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["as_of_week", "method", "students", "brier", "log_loss", "mean_P", "observed_rate"])
+
+
 def replace_calibration(conn: psycopg.Connection, summary: pd.DataFrame, reliability: pd.DataFrame) -> None:
     """Keep only the latest backtest: its scores per as-of week and method, and its reliability bins."""
     conn.execute("DELETE FROM p_calibration")

@@ -110,9 +110,14 @@ def cmd_predict(args) -> int:
         return EXIT_NOT_FOUND
     req = _read_json(args.targets, "targets")
     targets = req.get("targets") if isinstance(req, dict) else req
+    predictive = req.get("predictive", False) if isinstance(req, dict) else False
+    if predictive is None:
+        predictive = False
+    if not isinstance(predictive, bool):
+        raise GrowthInputError("predictive must be true or false")
     state = load_state(path)
-    probs = predict_prob(state, targets)
-    sys.stdout.write(dumps({"method": METHOD, "probabilities": probs}) + "\n")
+    probs = predict_prob(state, targets, predictive=predictive)
+    sys.stdout.write(dumps({"method": METHOD, "predictive": predictive, "probabilities": probs}) + "\n")
     return EXIT_OK
 
 

@@ -8,6 +8,10 @@ student's expected score eta = a_i + b_i (T - c) is exactly normal given the dra
 * unseen student: (a, b) ~ N(beta, Sigma), eta ~ N(beta0 + beta1 (T - c), x' Sigma x).
 
 p = mean over draws of Phi((mean - g) / sd)   (Rao-Blackwellized P(eta >= g)).
+
+predictive=True gives the probability for the *observed* score of the target week instead: the gaussian
+model's week score is eta + e with e ~ N(0, sigma^2), so each draw's variance gains sigma^2 (the attempt
+count n does not enter the gaussian likelihood, so it is not needed here).
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ def _prob(mean, var, goal):
     return p.mean(axis=0)
 
 
-def predict_prob(state: FitState, targets, max_elements: int = 2_000_000) -> list:
-    """Posterior probabilities that each target student's expected score at ``target_week`` is >= ``goal``.
+def predict_prob(state: FitState, targets, max_elements: int = 2_000_000, predictive: bool = False) -> list:
+    """Posterior probabilities that each target student's expected score at ``target_week`` is >= ``goal``
+    (or, with ``predictive``, that the observed score of that week is).
 
     ``targets``: list of {"student", "target_week", "goal"} dicts (or (student, week, goal) tuples).
     Returns a list of {"student", "target_week", "goal", "p", "seen"} in the same order. Vectorized over
@@ -58,6 +63,7 @@ def predict_prob(state: FitState, targets, max_elements: int = 2_000_000) -> lis
         raise GrowthInputError("the fit has no draws")
     chunk = max(1, max_elements // D)
     p = np.empty(len(students))
+    noise = dr["sigma"] ** 2 if predictive else 0.0
     arrays = state.stats.arrays()
 
     for start in range(0, len(students), chunk):
@@ -69,12 +75,12 @@ def predict_prob(state: FitState, targets, max_elements: int = 2_000_000) -> lis
             ma, mb, vaa, vab, vbb = conditional_moments(sub, dr["beta0"], dr["beta1"], dr["sd0"], dr["sd1"],
                                                         dr["rho"], dr["sigma"])
             xv = xs[sn]
-            out[sn] = _prob(ma + mb * xv, vaa + 2.0 * xv * vab + xv * xv * vbb, gs[sn])
+            out[sn] = _prob(ma + mb * xv, vaa + 2.0 * xv * vab + xv * xv * vbb + noise, gs[sn])
         if (~sn).any():
             xv = xs[~sn]
             mean = dr["beta0"] + dr["beta1"] * xv
             var = (dr["sd0"] ** 2 + 2.0 * xv * dr["rho"] * dr["sd0"] * dr["sd1"] + xv * xv * dr["sd1"] ** 2)
-            out[~sn] = _prob(mean, var, gs[~sn])
+            out[~sn] = _prob(mean, var + noise, gs[~sn])
         p[sl] = out
 
     return [{"student": t["student"], "target_week": t["target_week"], "goal": t["goal"], "p": float(pi),
