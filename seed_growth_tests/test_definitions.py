@@ -102,3 +102,18 @@ def test_code_location_loads_in_the_webserver(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_two_runs_never_overlap(monkeypatch):
+    """The run queue admits one run at a time, locally (dagster.yaml, loaded as Dagster loads it) and in
+    the Helm values."""
+    import yaml
+
+    monkeypatch.setenv("DAGSTER_HOME", str(REPO))
+    monkeypatch.setenv("DAGSTER_PG_URL", os.environ.get("DAGSTER_PG_URL", "postgresql://localhost/unused"))
+    coordinator = dg.DagsterInstance.get().run_coordinator
+    assert isinstance(coordinator, dg.QueuedRunCoordinator)
+    assert coordinator.get_run_queue_config().max_concurrent_runs == 1
+    helm = yaml.safe_load((REPO / "deploy" / "helm" / "dagster-values.yaml").read_text())
+    queued = helm["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queued["maxConcurrentRuns"] == 1

@@ -58,10 +58,16 @@ def _numeric(col, name):
             raise GrowthInputError(f"data.{name} must contain numbers")
         arr = col.astype(np.float64)
     else:
-        if not all(_is_num(v) for v in col):
-            bad = next(v for v in col if not _is_num(v))
+        # fast path for the common case (a JSON array of numbers): numpy infers a numeric dtype; a bool
+        # among numbers would be coerced silently, so look for one by type (cheap next to isinstance)
+        try:
+            arr = np.asarray(col)
+        except (TypeError, ValueError):  # ragged or nested: the element check below names the culprit
+            arr = np.asarray([], dtype=object)
+        if arr.dtype.kind not in "iuf" or arr.ndim != 1 or any(type(v) is bool for v in col):
+            bad = next((v for v in col if not _is_num(v)), None)
             raise GrowthInputError(f"data.{name} must contain only numbers (got {bad!r})")
-        arr = np.asarray(col, dtype=np.float64)
+        arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise GrowthInputError(f"data.{name} must contain finite numbers")
     return arr
@@ -74,6 +80,8 @@ def _students(col):
         if col.dtype.kind in "US":
             return col.astype(str)
         col = col.tolist()
+    if all(type(v) is str for v in col):  # the common case, checked cheaply
+        return np.asarray(col, dtype=str)
     if any(v is None or isinstance(v, bool) or not isinstance(v, (str, Integral)) for v in col):
         bad = next(v for v in col if v is None or isinstance(v, bool) or not isinstance(v, (str, Integral)))
         raise GrowthInputError(f"data.student must contain strings or integers (got {bad!r})")
@@ -110,8 +118,9 @@ def validate_data(data):
         raise GrowthInputError("data.score must lie in [0, 1]")
     if n is not None:
         # ignored by the gaussian model, but must be sensible when given
-        if not (isinstance(n, np.ndarray) or all(v is None or _is_num(v) for v in n)):
-            raise GrowthInputError("data.n must contain numbers")
+        if not isinstance(n, np.ndarray) and not all(type(v) in (int, float) or v is None for v in n):
+            if not all(v is None or _is_num(v) for v in n):
+                raise GrowthInputError("data.n must contain numbers")
     if np.unique(student).shape[0] < 2:
         raise GrowthInputError("data must contain at least 2 students")
     return student, week, score
