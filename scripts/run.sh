@@ -9,7 +9,7 @@ bash "$SEED_GROWTH_REPO/scripts/setup.sh"
 source "$SEED_GROWTH_REPO/scripts/plumber.sh"
 cd "$SEED_GROWTH_REPO"
 
-fresh=0; [ "${1:-}" = "--fresh" ] && fresh=1
+fresh=0; if [ "${1:-}" = "--fresh" ]; then fresh=1; shift; fi
 attempts=$(psql "$DATABASE_URL" -qAt -c "SELECT count(*) FROM attempt" 2>/dev/null || echo 0)
 if [ "$fresh" = 1 ] || [ "$attempts" = 0 ]; then
   python -m seed_growth.demo_data --students "${DEMO_STUDENTS:-3000}" --weeks "${DEMO_WEEKS:-16}"
@@ -25,7 +25,7 @@ if [ "${BACKTEST_WEEKS:-4}" -gt 0 ]; then
   python -m seed_growth.jobs.backtest --as-of-weeks "${BACKTEST_WEEKS:-4}" 2>&1 | grep -v -E "^\s*$" | tail -n 40
 fi
 
-latest_fit="SELECT as_of_week, engine, converged, round((posterior_summary->'week'->>'estimate')::numeric, 4) AS weekly_growth, diagnostics->>'max_rhat' AS max_rhat FROM growth_brms_meta ORDER BY fitted_at DESC LIMIT 1"
+latest_fit="SELECT as_of_week, engine, converged, round((posterior_summary->'week'->>'estimate')::numeric, 4) AS weekly_growth, diagnostics->>'max_rhat' AS max_rhat FROM growth_brms_meta ORDER BY as_of_week DESC, fitted_at DESC LIMIT 1"
 some_p="SELECT user_id, week_start, round((kpis->>'P')::numeric, 3) AS goal_probability, kpis->>'P_method' AS method FROM weekly_kpi WHERE kpis ? 'P' AND week_start = (SELECT max(week_start) FROM weekly_kpi) ORDER BY user_id LIMIT 8"
 echo; echo "The latest fit:"; psql "$DATABASE_URL" -P footer=off -c "$latest_fit"
 echo "A few students' P (probability of reaching the goal):"; psql "$DATABASE_URL" -P footer=off -c "$some_p"

@@ -117,3 +117,22 @@ def test_two_runs_never_overlap(monkeypatch):
     helm = yaml.safe_load((REPO / "deploy" / "helm" / "dagster-values.yaml").read_text())
     queued = helm["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert queued["maxConcurrentRuns"] == 1
+
+
+def test_the_instance_keeps_runs_and_events_in_postgres(database_url, monkeypatch):
+    """dagster.yaml as the scripts use it (DAGSTER_HOME = the repository): a run and its events land in
+    PostgreSQL (the session's database standing in for DAGSTER_PG_URL's)."""
+
+    @dg.asset
+    def probe() -> int:
+        return 1
+
+    monkeypatch.setenv("DAGSTER_HOME", str(REPO))
+    monkeypatch.setenv("DAGSTER_PG_URL", database_url)
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        result = dg.materialize([probe], instance=instance)
+        assert result.success
+        stored = instance.get_run_by_id(result.run_id)
+        assert stored is not None and stored.is_success
+        assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is not None

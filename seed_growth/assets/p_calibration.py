@@ -2,10 +2,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from seed_growth.growth.calibration import join_outcomes, reliability_table, summarise_methods
+from seed_growth.growth.calibration import (
+    join_outcomes, observed_score_p, reliability_table, summarise_methods, week_noise_sd,
+)
 from seed_growth.growth.goals import goal_targets
-from seed_growth.growth.normal_approx import normal_approximation_p
-from seed_growth.growth.probability import p_from_student_summaries
+from seed_growth.growth.normal_approx import fit_cohort, normal_approximation_p
+from seed_growth.growth.probability import student_line_moments
 from seed_growth.reporting import reliability_markdown
 from seed_growth.resources import GrowthSettingsResource, PlumberError, PlumberResource, PostgresResource
 from seed_growth.sql import queries
@@ -20,9 +22,9 @@ METHODS = ["P_bayesian", "P_normal"]
     kinds={"postgres"},
     description=(
         "Backtest of P: for every past as-of week with a converged fit whose target week has passed, the "
-        "predictive P given then (Bayesian and normal approximation) against whether the student's observed "
-        "accuracy over the target week reached the goal. Brier score, log loss and reliability bins; tables "
-        "p_calibration and p_calibration_bins."
+        "probability given then (Bayesian and normal approximation) that the student's observed accuracy over "
+        "the target week reaches the goal, given that week's attempt count, against whether it did. Brier "
+        "score, log loss and reliability bins; tables p_calibration and p_calibration_bins."
     ),
 )
 def p_calibration(
@@ -47,9 +49,13 @@ def p_calibration(
             week = join_outcomes(targets, observed)
             if week.empty or len(scores) != fit["n_rows"]:
                 continue
-            week["P_bayesian"] = _bayesian_predictive(context, plumber, conn, fit, week)
-            week["P_normal"] = normal_approximation_p(scores, week, predictive=True)["P"].to_numpy()
+            week["P_bayesian"] = _bayesian_observed_p(plumber, conn, fit, scores, week)
+            cohort = fit_cohort(scores)
+            normal = normal_approximation_p(scores, week, cohort)
+            week["P_normal"] = observed_score_p(normal["expected_score"], normal["expected_score_sd"],
+                                                week_noise_sd(scores, cohort.sigma), week["n"], week["goal"])
             frames.append(week.assign(as_of_week=window.as_of_week))
+            context.log.info(f"as of {window.as_of_week}: {len(week)} students judged on their target week")
     if not frames:
         return dg.MaterializeResult(metadata={"as_of_weeks": 0, "note": "no past week with a converged fit and an observed target week yet"})
 
@@ -75,18 +81,18 @@ def p_calibration(
     )
 
 
-def _bayesian_predictive(context, plumber: PlumberResource, conn, fit: dict, week: pd.DataFrame) -> np.ndarray:
-    """The service's predictive P for the fit; if it cannot answer, the same from the stored summaries."""
+def _bayesian_observed_p(plumber: PlumberResource, conn, fit: dict, scores: pd.DataFrame, week: pd.DataFrame) -> np.ndarray:
+    """Pr(observed accuracy in the target week >= goal) from the fit. Gaussian: the posterior of each
+    student's expected score (their stored summaries) through the same observation model as the normal
+    approximation's, so the two differ only in that posterior. Binomial: the service's predictive
+    probability, which counts the target week's attempts exactly."""
+    summary = fit["posterior_summary"]
+    if fit["family"] == "gaussian":
+        mean, sd = student_line_moments(queries.read_student_posterior(conn, fit["run_id"]), week, population=summary)
+        return observed_score_p(mean, sd, week_noise_sd(scores, summary["sigma"]["estimate"]), week["n"], week["goal"])
     try:
         answer = plumber.predict_prob(fit["run_id"], week, predictive=True)
-        by_student = {p.student: p.p for p in answer.probabilities}
-        return week["student"].map(by_student).to_numpy(dtype=float)
     except PlumberError as exc:
-        context.log.warning(f"predict_prob unavailable for {fit['run_id']} ({exc}); using its stored summaries")
-    sigma = fit["posterior_summary"].get("sigma", {}).get("estimate")
-    if sigma is None:
-        raise dg.Failure(f"fit {fit['run_id']} ({fit['family']}) has no sigma: a predictive P needs the service")
-    summaries = queries.read_student_posterior(conn, fit["run_id"])
-    return p_from_student_summaries(
-        summaries, week, link="identity", population=fit["posterior_summary"], observation_sd=float(sigma)
-    ).to_numpy()
+        raise dg.Failure(f"fit {fit['run_id']} ({fit['family']}): its predictive P needs the service: {exc}") from exc
+    by_student = {p.student: p.p for p in answer.probabilities}
+    return week["student"].map(by_student).to_numpy(dtype=float)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from seed_growth.growth.probability import prob_at_least
 
@@ -41,10 +42,37 @@ def reliability_table(p: np.ndarray, outcome: np.ndarray, bins: int = 10) -> pd.
     return pd.DataFrame(rows)
 
 
-def predictive_p(mean: np.ndarray, sd: np.ndarray, observation_sd: float, goal: np.ndarray) -> np.ndarray:
-    """Pr(observed score >= goal) for an expected score ~ N(mean, sd^2) observed with N(0, observation_sd^2)
-    noise (the gaussian model's one-week observation)."""
-    return prob_at_least(mean, np.sqrt(np.square(sd) + observation_sd**2), goal)
+def week_noise_sd(scores: pd.DataFrame, sigma: float) -> float:
+    """The week-to-week wobble of a student's accuracy, beyond the sampling noise of the week's attempts:
+    the gaussian model's residual variance sigma^2 less the binomial variance s (1 - s) / n that the
+    window's student-weeks carry on average (scores: score, n_attempts)."""
+    s, n = scores["score"].to_numpy(dtype=float), scores["n_attempts"].to_numpy(dtype=float)
+    binomial = float(np.mean(s * (1.0 - s) / n))
+    return float(np.sqrt(max(sigma**2 - binomial, 0.0)))
+
+
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(40)  # quadrature against N(0, 1)
+_WEIGHTS = _WEIGHTS / np.sqrt(2.0 * np.pi)
+
+
+def observed_score_p(mean, sd, week_sd: float, n, goal) -> np.ndarray:
+    """Pr(the target week's observed accuracy correct / n >= goal), the outcome a backtest can check.
+
+    The expected score ~ N(mean, sd^2) (the posterior, or the normal approximation's); that week's
+    accuracy q adds N(0, week_sd^2) (clipped to [0, 1]); correct ~ Binomial(n, q) exactly, so reaching the
+    goal takes ceil(goal n) correct answers (4 of 5 reaches 0.8). Integrated over q by 40-point
+    Gauss-Hermite quadrature. A gaussian model with one sigma for every student-week would treat a week
+    of 5 attempts like one of 30."""
+    mean, sd = np.atleast_1d(np.asarray(mean, dtype=float)), np.atleast_1d(np.asarray(sd, dtype=float))
+    n, goal = np.atleast_1d(np.asarray(n, dtype=float)), np.atleast_1d(np.asarray(goal, dtype=float))
+    if np.any(n < 1):
+        raise ValueError("every target week needs at least one attempt to be judged")
+    mean, sd, n, goal = np.broadcast_arrays(mean, sd, n, goal)
+    needed = np.ceil(goal * n - 1e-9)
+    spread = np.sqrt(np.square(sd) + week_sd**2)
+    q = np.clip(mean[:, None] + spread[:, None] * _NODES[None, :], 0.0, 1.0)
+    tail = stats.binom.sf(needed[:, None] - 1, n[:, None], q)
+    return tail @ _WEIGHTS
 
 
 def summarise_methods(frame: pd.DataFrame, methods: list[str], outcome: str = "reached") -> pd.DataFrame:

@@ -72,11 +72,10 @@ def fit_cohort(scores: pd.DataFrame) -> CohortFit:
 
 
 def normal_approximation_p(
-    scores: pd.DataFrame, targets: pd.DataFrame, cohort: CohortFit | None = None, *, predictive: bool = False
+    scores: pd.DataFrame, targets: pd.DataFrame, cohort: CohortFit | None = None
 ) -> pd.DataFrame:
     """P per row of ``targets`` (student, target_week, goal): Pr(expected score at target_week >= goal)
-    under the student's shrunk line; with ``predictive``, Pr(that week's observed score >= goal), adding
-    the model's observation noise sigma. Returns student, P, mean and sd of the expected score."""
+    under the student's shrunk line. Returns student, P, mean and sd of the expected score."""
     cohort = cohort or fit_cohort(scores)
     position = cohort.stats.lookup(targets["student"].astype(str).to_numpy())
     if (position < 0).any():
@@ -86,6 +85,5 @@ def normal_approximation_p(
     x = targets["target_week"].to_numpy(dtype=float) - cohort.stats.center
     mean = ma + mb * x
     sd = np.sqrt(np.maximum(vaa + 2.0 * x * vab + x * x * vbb, 0.0))
-    spread = np.sqrt(sd**2 + cohort.sigma**2) if predictive else sd
-    p = prob_at_least(mean, spread, targets["goal"].to_numpy(dtype=float))
+    p = prob_at_least(mean, sd, targets["goal"].to_numpy(dtype=float))
     return pd.DataFrame({"student": targets["student"].to_numpy(), "P": p, "expected_score": mean, "expected_score_sd": sd})

@@ -44,20 +44,12 @@ def line_at(intercept_mean, intercept_sd, slope_mean, slope_sd, cor, week) -> tu
     return mean, np.sqrt(np.maximum(var, 0.0))
 
 
-def p_from_student_summaries(
-    summaries: pd.DataFrame,
-    targets: pd.DataFrame,
-    *,
-    link: str,
-    population: dict | None = None,
-    observation_sd: float = 0.0,
-) -> pd.Series:
-    """P per row of ``targets`` (student, target_week, goal) from per-student summaries (student,
-    intercept_mean, intercept_sd, slope_mean, slope_sd, cor). Students without a summary use
-    ``population`` (a posterior_summary: population line plus the spread between students). A positive
-    ``observation_sd`` (gaussian sigma) makes it the predictive P of one week's observed score."""
-    if observation_sd and link != "identity":
-        raise ValueError("a predictive P from summaries needs the gaussian family (identity link)")
+def student_line_moments(
+    summaries: pd.DataFrame, targets: pd.DataFrame, *, population: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd of each target's linear predictor at its target_week, from per-student summaries
+    (student, intercept_mean, intercept_sd, slope_mean, slope_sd, cor). Students without a summary use
+    ``population`` (a posterior_summary: population line plus the spread between students)."""
     merged = targets.merge(summaries, on="student", how="left", validate="many_to_one")
     missing = merged["intercept_mean"].isna()
     if missing.any():
@@ -69,7 +61,16 @@ def p_from_student_summaries(
         merged["intercept_mean"], merged["intercept_sd"], merged["slope_mean"], merged["slope_sd"],
         merged["cor"], merged["target_week"],
     )
-    p = prob_at_least(mean, np.sqrt(sd**2 + observation_sd**2), link_threshold(merged["goal"], link))
+    return np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+
+
+def p_from_student_summaries(
+    summaries: pd.DataFrame, targets: pd.DataFrame, *, link: str, population: dict | None = None
+) -> pd.Series:
+    """P per row of ``targets`` (student, target_week, goal) from per-student summaries (see
+    student_line_moments)."""
+    mean, sd = student_line_moments(summaries, targets, population=population)
+    p = prob_at_least(mean, sd, link_threshold(targets["goal"], link))
     return pd.Series(p, index=targets.index, name="P")
 
 

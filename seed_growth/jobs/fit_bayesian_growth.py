@@ -75,7 +75,10 @@ def run_job(prog: str, job_name: str, partition_key: str | None = None) -> bool:
     from seed_growth.definitions import defs  # loading the definitions is the slow part
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    result = defs.get_job_def(job_name).execute_in_process(
+    # step-level DEBUG events stay in the instance (and the UI); the terminal gets INFO and up
+    log_level = os.environ.get("SEED_GROWTH_LOG_LEVEL", "INFO")
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         partition_key=partition_key, instance=instance, raise_on_error=False, tags={"seed_growth/trigger": prog},
     )
     for event in result.get_asset_check_evaluations():
