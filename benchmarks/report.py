@@ -37,7 +37,8 @@ def report(records: list[dict]) -> str:
     out = []
 
     for m in by_stage["machine"][-1:]:
-        out.append(f"Machine: {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, PostgreSQL {m['postgres']}.")
+        pg = int(m["postgres"])
+        out.append(f"Machine: {m['cpus']} CPUs, {m['memory_gb']} GB, Python {m['python']}, PostgreSQL {pg // 10000}.{pg % 100}.")
 
     if by_stage["extraction_at_scale"]:
         out.append("\n### Extraction alone at scale\n")
