@@ -295,17 +295,22 @@ def test_malformed_bodies_are_400_and_the_service_stays_up(plumber_url):
     assert httpx.get(f"{plumber_url}/health", timeout=10).json()["status"] == "ok"
 
 
+def fit_in_background(url: str, body: dict, results: dict, key: str) -> threading.Thread:
+    """POST a fit from a thread (its response lands in results[key]); return once a worker runs it."""
+    thread = threading.Thread(target=lambda: results.update({key: post(url, "/growth/fit", body)}))
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not httpx.get(f"{url}/health", timeout=10).json()["running"]:
+        assert time.monotonic() < deadline, "the fit never started"
+        time.sleep(0.2)
+    return thread
+
+
 def test_fits_beyond_the_workers_wait_in_a_queue(plumber_url, gaussian_sim):
     """One worker (BRMS_WORKERS default): a second fit waits for the first, /health shows it queued."""
     small = simulate_growth(n_students=10, n_weeks=4, seed=8)
     results: dict = {}
-    first = threading.Thread(target=lambda: results.update(a=post(plumber_url, "/growth/fit", {
-        "data": gaussian_sim.data, "iter": 1000, "chains": 2, "seed": 1})))
-    first.start()
-    deadline = time.monotonic() + 120
-    while not httpx.get(f"{plumber_url}/health", timeout=10).json()["running"]:
-        assert time.monotonic() < deadline, "the first fit never started"
-        time.sleep(0.2)
+    first = fit_in_background(plumber_url, {"data": gaussian_sim.data, "iter": 1000, "chains": 2, "seed": 1}, results, "a")
     second = threading.Thread(target=lambda: results.update(b=post(plumber_url, "/growth/fit", {
         "data": small.data, "iter": 400, "chains": 1, "seed": 1})))
     second.start()
@@ -325,13 +330,7 @@ def test_a_fit_whose_worker_dies_is_500_and_the_service_goes_on(plumber_service,
     a new worker takes over and the next fit succeeds."""
     url = plumber_service.url
     result = {}
-    thread = threading.Thread(target=lambda: result.update(r=post(url, "/growth/fit", {
-        "data": gaussian_sim.data, "iter": 2000, "chains": 2, "seed": 3})))
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not httpx.get(f"{url}/health", timeout=10).json()["running"]:
-        assert time.monotonic() < deadline, "the fit never started"
-        time.sleep(0.2)
+    thread = fit_in_background(url, {"data": gaussian_sim.data, "iter": 2000, "chains": 2, "seed": 3}, result, "r")
     time.sleep(2)
     children = subprocess.run(["ps", "--ppid", str(plumber_service.process.pid), "-o", "pid=,args="],
                               capture_output=True, text=True, check=True).stdout.splitlines()

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from seed_growth.growth.probability import prob_at_least
 
 
 def brier_score(p: np.ndarray, outcome: np.ndarray) -> float:
