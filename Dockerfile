@@ -10,15 +10,13 @@
 #
 # Build from the repository root:
 #   docker build -t REGISTRY/seed-growth/dagster:TAG .
-# The engine's optional sampler (jax/numpyro) is not needed by the Dagster side; to include it anyway:
-#   docker build --build-arg ENGINE_EXTRAS="[sampler]" ...
+# `pip install .` installs both top-level packages of the project, seed_growth and growth_engine (the Dagster
+# side uses the engine's numpy/scipy statistics; its optional sampler, the `sampler` extra, is not needed).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 ############################## build: a virtualenv with the project installed ##############################
 FROM ${PYTHON_IMAGE} AS build
-
-ARG ENGINE_EXTRAS=""
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -28,13 +26,12 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
-# .dockerignore keeps the context to what the two packages need (no .git, .venv, tests, deploy files).
+# .dockerignore keeps the context to what the project needs (no .git, .venv, tests, deploy files).
 COPY . .
 
-# One resolver run for both local distributions, so seed-growth may depend on growth-engine by name.
 # dagster-k8s (K8sRunLauncher) and dagster-postgres (run/event storage) are required in the image; they
 # are pyproject dependencies already and are named here so a later edit there cannot drop them silently.
-RUN pip install "./r-brms-plumber/engine${ENGINE_EXTRAS}" . dagster-k8s dagster-postgres \
+RUN pip install . dagster-k8s dagster-postgres \
  && pip check \
  && python -c "import seed_growth, growth_engine, dagster_k8s, dagster_postgres"
 

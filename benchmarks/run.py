@@ -55,7 +55,7 @@ def log(message: str) -> None:
 def record(**fields) -> None:
     OUT.mkdir(exist_ok=True)
     with open(OUT / "results.jsonl", "a") as f:
-        f.write(json.dumps({"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **fields}) + "\n")
+        f.write(json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **fields}) + "\n")
     log(" ".join(f"{k}={v}" for k, v in fields.items()))
 
 
@@ -95,10 +95,17 @@ class Service:
 
     def __init__(self, model_dir: str, port: int):
         self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "BRMS_MODEL_DIR": model_dir, "BRMS_PLUMBER_PORT": str(port), "BRMS_PLUMBER_HOST": "127.0.0.1"}
+        env = {
+            **os.environ,
+            "BRMS_MODEL_DIR": model_dir,
+            "BRMS_PLUMBER_PORT": str(port),
+            "BRMS_PLUMBER_HOST": "127.0.0.1",
+        }
         env.pop("BRMS_WARMUP_FAMILIES", None)
         self.log = open(OUT / f"plumber-{port}.log", "w")
-        self.process = subprocess.Popen(["Rscript", "run.R"], cwd=REPO / "r-brms-plumber", env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            ["Rscript", "run.R"], cwd=REPO / "r-brms-plumber", env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             try:
@@ -169,7 +176,9 @@ def free_port() -> int:
 # ------------------------------------------------------------------------------------------ one size
 
 
-def run_size(students: int, engines: list[str], repeats: int, admin_url: str, service_url: str, service_pid: int) -> None:
+def run_size(
+    students: int, engines: list[str], repeats: int, admin_url: str, service_url: str, service_pid: int
+) -> None:
     """Runs in its own process (see main): every stage for one cohort size."""
     import dagster as dg
 
@@ -180,7 +189,10 @@ def run_size(students: int, engines: list[str], repeats: int, admin_url: str, se
     from seed_growth.growth.normal_approx import normal_approximation_p
     from seed_growth.resources import GrowthSettingsResource, PlumberResource, PostgresResource
     from seed_growth.settings import SourceRelation
-    from seed_growth.sql import queries
+    from seed_growth.sql import demo as demo_sql
+    from seed_growth.sql import kpi as kpi_sql
+    from seed_growth.sql import schema as schema_sql
+    from seed_growth.sql import scores as scores_sql
     from seed_growth.window import ScoreWindow
 
     def service_peak():
@@ -192,32 +204,62 @@ def run_size(students: int, engines: list[str], repeats: int, admin_url: str, se
         # the demo data are generated in a process of their own, so that this process's peak RSS is the
         # pipeline's, not the generator's
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "seed_growth.demo_data", "--students", str(students), "--weeks", str(WEEKS),
-                        "--last-week", AS_OF.isoformat(), "--seed", str(students)],
-                       env={**os.environ, "DATABASE_URL": url}, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "seed_growth.demo_data",
+                "--students",
+                str(students),
+                "--weeks",
+                str(WEEKS),
+                "--last-week",
+                AS_OF.isoformat(),
+                "--seed",
+                str(students),
+            ],
+            env={**os.environ, "DATABASE_URL": url},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         log(f"demo data for {students} students loaded in {time.perf_counter() - start:.0f} s")
         with psycopg.connect(url, autocommit=True) as conn:
-            queries.apply_schema(conn)
+            schema_sql.apply_schema(conn)
             conn.execute("VACUUM ANALYZE attempt")
-            attempts = queries.count_rows(conn, "attempt")
+            attempts = demo_sql.count_rows(conn, "attempt")
 
             def extract():
                 with conn.transaction():
-                    queries.replace_weekly_scores(conn, SourceRelation(), window)
+                    scores_sql.replace_weekly_scores(conn, SourceRelation(), window)
 
             seconds, runs = median_time(extract, repeats)
-            scores = queries.read_weekly_scores(conn, AS_OF)
-            record(stage="extraction", students=students, attempts=attempts, rows=len(scores),
-                   seconds=round(seconds, 3), runs=[round(r, 3) for r in runs])
+            scores = scores_sql.read_weekly_scores(conn, AS_OF)
+            record(
+                stage="extraction",
+                students=students,
+                attempts=attempts,
+                rows=len(scores),
+                seconds=round(seconds, 3),
+                runs=[round(r, 3) for r in runs],
+            )
 
             targets = goal_targets(scores["student"], window, goal_score=0.8, horizon_weeks=4)
             seconds, runs = median_time(lambda: normal_approximation_p(scores, targets), repeats)
-            record(stage="p_normal_approximation", students=students, seconds=round(seconds, 3), runs=[round(r, 3) for r in runs])
+            record(
+                stage="p_normal_approximation",
+                students=students,
+                seconds=round(seconds, 3),
+                runs=[round(r, 3) for r in runs],
+            )
 
             for engine in engines:
                 if engine == "brms" and students > BRMS_MAX_STUDENTS:
-                    record(stage="fit", engine=engine, students=students,
-                           skipped=f"over 30 minutes by extrapolation from {BRMS_MAX_STUDENTS:,} students (BENCHMARKS.md)")
+                    record(
+                        stage="fit",
+                        engine=engine,
+                        students=students,
+                        skipped=f"over 30 minutes by extrapolation from {BRMS_MAX_STUDENTS:,} students (BENCHMARKS.md)",
+                    )
                     continue
                 fit_runs, last = [], None
                 for i in range(repeats):
@@ -227,25 +269,46 @@ def run_size(students: int, engines: list[str], repeats: int, admin_url: str, se
                         wall = time.perf_counter() - start
                     d = last.diagnostics
                     fit_runs.append(wall)
-                    record(stage="fit", engine=engine, students=students, run=i, seconds=round(wall, 2),
-                           sampling_seconds=round(d.sampling_seconds, 2), compile_seconds=round(d.compile_seconds, 2),
-                           # what is not sampling or compiling: JSON out, transfer, parsing, summaries, JSON back
-                           overhead_seconds=round(wall - d.sampling_seconds - d.compile_seconds, 2),
-                           max_rhat=round(d.max_rhat, 4), min_ess_bulk=round(d.min_ess_bulk, 1),
-                           min_ess_tail=round(d.min_ess_tail, 1), divergent=d.divergent_transitions,
-                           service_peak_rss_mb=round(peak["peak"] / 2**20))
+                    record(
+                        stage="fit",
+                        engine=engine,
+                        students=students,
+                        run=i,
+                        seconds=round(wall, 2),
+                        sampling_seconds=round(d.sampling_seconds, 2),
+                        compile_seconds=round(d.compile_seconds, 2),
+                        # what is not sampling or compiling: JSON out, transfer, parsing, summaries, JSON back
+                        overhead_seconds=round(wall - d.sampling_seconds - d.compile_seconds, 2),
+                        max_rhat=round(d.max_rhat, 4),
+                        min_ess_bulk=round(d.min_ess_bulk, 1),
+                        min_ess_tail=round(d.min_ess_tail, 1),
+                        divergent=d.divergent_transitions,
+                        service_peak_rss_mb=round(peak["peak"] / 2**20),
+                    )
                     if wall > LONG_FIT_S:
                         break
-                record(stage="fit_median", engine=engine, students=students, seconds=round(statistics.median(fit_runs), 2), runs=len(fit_runs))
+                record(
+                    stage="fit_median",
+                    engine=engine,
+                    students=students,
+                    seconds=round(statistics.median(fit_runs), 2),
+                    runs=len(fit_runs),
+                )
 
-                seconds, runs = median_time(lambda: plumber.predict_prob(last.run_id, targets), repeats)
-                record(stage="p_predict_prob", engine=engine, students=students, seconds=round(seconds, 3), runs=[round(r, 3) for r in runs])
+                seconds, runs = median_time(lambda fit=last: plumber.predict_prob(fit.run_id, targets), repeats)
+                record(
+                    stage="p_predict_prob",
+                    engine=engine,
+                    students=students,
+                    seconds=round(seconds, 3),
+                    runs=[round(r, 3) for r in runs],
+                )
 
             payloads = kpi_payloads(targets.assign(P=0.5), method="benchmark", run_id=None, as_of_week=AS_OF)
 
             def write():
                 with conn.transaction():
-                    queries.merge_kpis(conn, AS_OF, payloads)
+                    kpi_sql.merge_kpis(conn, AS_OF, payloads)
 
             seconds, runs = median_time(write, repeats)
             record(stage="kpi_write", students=students, seconds=round(seconds, 3), runs=[round(r, 3) for r in runs])
@@ -260,23 +323,41 @@ def run_size(students: int, engines: list[str], repeats: int, admin_url: str, se
             for _ in range(repeats if students <= 10000 else 1):
                 start = time.perf_counter()
                 result = dg.materialize(
-                    [weekly_scores, brms_posterior, weekly_kpi_P, weekly_scores_valid, brms_posterior_converged, weekly_kpi_P_valid],
-                    partition_key=AS_OF.isoformat(), resources=resources,
+                    [
+                        weekly_scores,
+                        brms_posterior,
+                        weekly_kpi_P,
+                        weekly_scores_valid,
+                        brms_posterior_converged,
+                        weekly_kpi_P_valid,
+                    ],
+                    partition_key=AS_OF.isoformat(),
+                    resources=resources,
                 )
                 graph_runs.append(time.perf_counter() - start)
                 assert result.success
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        record(stage="graph", engine="collapsed", students=students, seconds=round(statistics.median(graph_runs), 2),
-               runs=[round(r, 2) for r in graph_runs], checks=checks, service_peak_rss_mb=round(peak["peak"] / 2**20))
-    record(stage="python_peak_rss", students=students, mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+        record(
+            stage="graph",
+            engine="collapsed",
+            students=students,
+            seconds=round(statistics.median(graph_runs), 2),
+            runs=[round(r, 2) for r in graph_runs],
+            checks=checks,
+            service_peak_rss_mb=round(peak["peak"] / 2**20),
+        )
+    record(
+        stage="python_peak_rss", students=students, mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    )
 
 
 def brms_compile(admin_url: str) -> None:
     """The first brms request of a family on a service with an empty model folder: compile + sampling."""
     from seed_growth import demo_data
     from seed_growth.resources import PlumberResource
-    from seed_growth.sql import queries
     from seed_growth.settings import SourceRelation
+    from seed_growth.sql import schema as schema_sql
+    from seed_growth.sql import scores as scores_sql
     from seed_growth.window import ScoreWindow
 
     with tempfile.TemporaryDirectory() as model_dir:
@@ -285,19 +366,25 @@ def brms_compile(admin_url: str) -> None:
             with scratch_database(admin_url) as url:
                 demo_data.load(url, demo_data.DemoCohort(students=100, weeks=WEEKS, last_week=AS_OF, seed=1))
                 with psycopg.connect(url, autocommit=True) as conn:
-                    queries.apply_schema(conn)
-                    queries.replace_weekly_scores(conn, SourceRelation(), ScoreWindow(AS_OF, WEEKS))
-                    scores = queries.read_weekly_scores(conn, AS_OF)
+                    schema_sql.apply_schema(conn)
+                    scores_sql.replace_weekly_scores(conn, SourceRelation(), ScoreWindow(AS_OF, WEEKS))
+                    scores = scores_sql.read_weekly_scores(conn, AS_OF)
             plumber = PlumberResource(base_url=service.url, max_attempts=1, read_timeout_s=3600)
             for label in ("first (compiles)", "second (cached)"):
                 with service.peak_rss() as peak:
                     start = time.perf_counter()
                     fit = plumber.fit(scores, iter=1000, chains=2, family="gaussian", engine="brms", seed=1)
                     wall = time.perf_counter() - start
-                record(stage="brms_compile", request=label, students=100, seconds=round(wall, 2),
-                       compile_seconds=round(fit.diagnostics.compile_seconds, 2),
-                       sampling_seconds=round(fit.diagnostics.sampling_seconds, 2),
-                       max_rhat=round(fit.diagnostics.max_rhat, 4), service_peak_rss_mb=round(peak["peak"] / 2**20))
+                record(
+                    stage="brms_compile",
+                    request=label,
+                    students=100,
+                    seconds=round(wall, 2),
+                    compile_seconds=round(fit.diagnostics.compile_seconds, 2),
+                    sampling_seconds=round(fit.diagnostics.sampling_seconds, 2),
+                    max_rhat=round(fit.diagnostics.max_rhat, 4),
+                    service_peak_rss_mb=round(peak["peak"] / 2**20),
+                )
         finally:
             service.stop()
 
@@ -306,13 +393,15 @@ def extraction_at_scale(admin_url: str, attempts: int, repeats: int) -> None:
     """weekly_scores over ``attempts`` attempts spread over 12 weeks (generated in SQL: the shape of the
     data matters little to the aggregation, its size does)."""
     from seed_growth.settings import SourceRelation
-    from seed_growth.sql import queries
+    from seed_growth.sql import demo as demo_sql
+    from seed_growth.sql import schema as schema_sql
+    from seed_growth.sql import scores as scores_sql
     from seed_growth.window import ScoreWindow
 
     window = ScoreWindow(AS_OF, WEEKS)
     students = max(attempts // (WEEKS * 12), 1)
     with scratch_database(admin_url) as url, psycopg.connect(url, autocommit=True) as conn:
-        queries.apply_schema(conn, demo_source=True)
+        schema_sql.apply_schema(conn, demo_source=True)
         start = time.perf_counter()
         conn.execute(
             """INSERT INTO attempt (user_id, is_correct, attempted_at)
@@ -326,12 +415,19 @@ def extraction_at_scale(admin_url: str, attempts: int, repeats: int) -> None:
 
         def extract():
             with conn.transaction():
-                queries.replace_weekly_scores(conn, SourceRelation(), window)
+                scores_sql.replace_weekly_scores(conn, SourceRelation(), window)
 
         seconds, runs = median_time(extract, repeats)
-        rows = queries.count_rows(conn, "weekly_scores")
-        record(stage="extraction_at_scale", attempts=attempts, students=students, rows=rows, seconds=round(seconds, 2),
-               runs=[round(r, 2) for r in runs], load_seconds=round(load_s, 1))
+        rows = demo_sql.count_rows(conn, "weekly_scores")
+        record(
+            stage="extraction_at_scale",
+            attempts=attempts,
+            students=students,
+            rows=rows,
+            seconds=round(seconds, 2),
+            runs=[round(r, 2) for r in runs],
+            load_seconds=round(load_s, 1),
+        )
 
 
 def main() -> None:
@@ -353,8 +449,13 @@ def main() -> None:
         return
 
     OUT.mkdir(exist_ok=True)
-    record(stage="machine", cpus=os.cpu_count(), memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
-           python=sys.version.split()[0], postgres=psycopg.connect(admin_url).info.server_version)
+    record(
+        stage="machine",
+        cpus=os.cpu_count(),
+        memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
+        python=sys.version.split()[0],
+        postgres=psycopg.connect(admin_url).info.server_version,
+    )
     if args.extraction_attempts:
         extraction_at_scale(admin_url, args.extraction_attempts, args.repeats)
     if args.brms_compile and "brms" in engines:
@@ -364,9 +465,23 @@ def main() -> None:
         for size in [int(s) for s in args.sizes.split(",") if s]:
             log(f"size {size}")
             subprocess.run(
-                [sys.executable, "-m", "benchmarks.run", "--one-size", str(size), "--engines", ",".join(engines),
-                 "--repeats", str(args.repeats), "--service-url", service.url, "--service-pid", str(service.process.pid)],
-                cwd=REPO, check=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.run",
+                    "--one-size",
+                    str(size),
+                    "--engines",
+                    ",".join(engines),
+                    "--repeats",
+                    str(args.repeats),
+                    "--service-url",
+                    service.url,
+                    "--service-pid",
+                    str(service.process.pid),
+                ],
+                cwd=REPO,
+                check=True,
             )
     finally:
         service.stop()

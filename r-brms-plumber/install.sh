@@ -9,10 +9,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # R, a C++ toolchain for compiling Stan models (r-base-dev), brms/rstan, the HTTP layer and helpers,
-# testthat for the unit tests, python3 for the collapsed engine's command line.
+# pkgload (run.R loads the package from a checkout with it), testthat for the unit tests, lintr and roxygen2
+# for lint.sh and NAMESPACE/man, python3 for the collapsed engine's command line.
 PACKAGES="r-base-core r-base-dev r-cran-brms r-cran-rstan r-cran-stanheaders r-cran-bh libboost-dev \
 r-cran-rcppeigen r-cran-rcppparallel r-cran-plumber r-cran-swagger r-cran-posterior r-cran-promises \
-r-cran-later r-cran-callr r-cran-processx r-cran-jsonlite r-cran-digest r-cran-r6 r-cran-testthat python3"
+r-cran-later r-cran-callr r-cran-processx r-cran-jsonlite r-cran-digest r-cran-r6 r-cran-testthat \
+r-cran-pkgload r-cran-lintr r-cran-roxygen2 python3"
 
 missing=""
 for p in $PACKAGES; do

@@ -22,6 +22,8 @@ apt_install() {
 # --- system packages ----------------------------------------------------------------------------
 python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv python3-dev
 apt_install postgresql-client
+# the UI test drives a headless browser (seed_growth_tests/test_ui_browser.py)
+apt_install chromium chromium-driver
 if [ "${SEED_GROWTH_LOCAL_PG:-0}" = 1 ] && ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
   apt_install postgresql
 fi
@@ -57,12 +59,13 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 # the stamp changes whenever a dependency list changes (constraints.txt is optional)
-stamp=".venv/.installed-$(cat pyproject.toml r-brms-plumber/engine/pyproject.toml $(ls constraints.txt 2>/dev/null) | sha1sum | cut -c1-12)"
+stamp=".venv/.installed-$(cat pyproject.toml $(ls constraints.txt 2>/dev/null) | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   log "installing Python packages"
   .venv/bin/pip install -q --upgrade pip
   constraints=(); [ -f constraints.txt ] && constraints=(-c constraints.txt)
-  .venv/bin/pip install -q "${constraints[@]}" -e "r-brms-plumber/engine[sampler]" -e ".[dev]"
+  .venv/bin/pip uninstall -q -y growth-engine 2>/dev/null || true   # the engine's former distribution
+  .venv/bin/pip install -q "${constraints[@]}" -e ".[sampler,dev]"
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 mkdir -p "$BRMS_MODEL_DIR"

@@ -15,6 +15,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from growth_engine import PoissonAttempts, simulate_cohort
 from seed_growth.window import last_complete_week
 
 
@@ -44,62 +45,58 @@ class DemoData:
 
 
 def simulate(cohort: DemoCohort = DemoCohort()) -> DemoData:
-    rng = np.random.default_rng(cohort.seed)
+    """Attempts from the growth model's simulator (``growth_engine.simulate_cohort``): binomial attempts on
+    a true accuracy that follows each student's line plus a weekly wobble, clipped to [0.02, 0.98]."""
+    rng = np.random.default_rng(cohort.seed)  # the cohort, then the attempts' times within their weeks
     last = cohort.last_week or last_complete_week()
     first = last - dt.timedelta(weeks=cohort.weeks - 1)
-    s, w = cohort.students, cohort.weeks
-
-    cov = np.array([
-        [cohort.level_sd**2, cohort.level_slope_cor * cohort.level_sd * cohort.slope_sd],
-        [cohort.level_slope_cor * cohort.level_sd * cohort.slope_sd, cohort.slope_sd**2],
-    ])
-    level, slope = rng.multivariate_normal([cohort.level_mean, cohort.slope_mean], cov, size=s).T
-    join = np.where(rng.random(s) < cohort.late_joiner_rate, rng.integers(1, max(2, w - 1), size=s), 0)
-    activity = rng.gamma(4.0, cohort.attempts_mean / 4.0, size=s)  # students differ in how much they practise
-
-    week = np.arange(w)
-    active = (week[None, :] >= join[:, None]) & (rng.random((s, w)) >= cohort.missed_week_rate)
-    p_true = np.clip(level[:, None] + slope[:, None] * week[None, :] + rng.normal(0, cohort.week_noise_sd, (s, w)), 0.02, 0.98)
-    n = np.where(active, rng.poisson(activity[:, None], (s, w)) + 1, 0)
-    correct = rng.binomial(n, p_true)
-
-    ids = np.array([f"stu-{i:05d}" for i in range(s)])
-    student_idx, week_idx = np.nonzero(n)
+    sim = simulate_cohort(
+        cohort.students, cohort.weeks, level=cohort.level_mean, slope=cohort.slope_mean, sd_level=cohort.level_sd,
+        sd_slope=cohort.slope_sd, cor=cohort.level_slope_cor, family="binomial", wobble_sd=cohort.week_noise_sd,
+        accuracy_bounds=(0.02, 0.98), attempts=PoissonAttempts(mean=cohort.attempts_mean, shape=4.0),
+        p_missing=cohort.missed_week_rate, keep_one_week=False, late_joiner_rate=cohort.late_joiner_rate,
+        id_prefix="stu-", id_width=5, seed=rng,
+    )  # fmt: skip
+    rows = sim.rows()
     weekly = pd.DataFrame({
-        "user_id": ids[student_idx],
-        "week_start": [first + dt.timedelta(weeks=int(k)) for k in week_idx],
-        "n_attempts": n[student_idx, week_idx],
-        "n_correct": correct[student_idx, week_idx],
-        "p_true": p_true[student_idx, week_idx],
-    })
+        "user_id": rows["student"],
+        "week_start": [first + dt.timedelta(weeks=int(k)) for k in rows["week"]],
+        "n_attempts": rows["n"],
+        "n_correct": rows["correct"],
+        "p_true": rows["accuracy"],
+    })  # fmt: skip
+    attempts = _attempt_rows(rows, first, rng)
+    truth = pd.DataFrame({"user_id": sim.ids, "level": sim.level, "slope": sim.slope, "join_week": sim.join_week})
+    return DemoData(attempts=attempts, truth=truth, weekly=weekly, first_week=first)
 
-    # one row per attempt: the first n_correct of a student-week are correct, times spread over the week
-    counts = n[student_idx, week_idx]
-    rows_student = np.repeat(student_idx, counts)
-    rows_week = np.repeat(week_idx, counts)
+
+def _attempt_rows(rows: dict[str, np.ndarray], first: dt.date, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per attempt: the first n_correct of a student-week are correct, times spread over the week."""
+    counts = rows["n"]
     offset_in_cell = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    is_correct = offset_in_cell < np.repeat(correct[student_idx, week_idx], counts)
+    is_correct = offset_in_cell < np.repeat(rows["correct"], counts)
     start = pd.Timestamp(first, tz="UTC")
     seconds = rng.integers(0, 7 * 24 * 3600, size=counts.sum())
-    attempted_at = start + pd.to_timedelta(rows_week * 7 * 24 * 3600 + seconds, unit="s")
-    attempts = pd.DataFrame({"user_id": ids[rows_student], "is_correct": is_correct, "attempted_at": attempted_at})
-    truth = pd.DataFrame({"user_id": ids, "level": level, "slope": slope, "join_week": join})
-    return DemoData(attempts=attempts, truth=truth, weekly=weekly, first_week=first)
+    attempted_at = start + pd.to_timedelta(np.repeat(rows["week"], counts) * 7 * 24 * 3600 + seconds, unit="s")
+    return pd.DataFrame(
+        {"user_id": np.repeat(rows["student"], counts), "is_correct": is_correct, "attempted_at": attempted_at}
+    )
 
 
 def load(database_url: str, cohort: DemoCohort, *, append: bool = False) -> DemoData:
     """Simulate and COPY into the demo ``attempt`` table (replacing its rows unless ``append``)."""
     import psycopg
 
-    from seed_growth.sql import queries
+    from seed_growth.sql import demo as demo_sql
+    from seed_growth.sql import schema as schema_sql
 
     data = simulate(cohort)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        queries.apply_schema(conn, demo_source=True)
+        schema_sql.apply_schema(conn, demo_source=True)
         with conn.transaction():
             if not append:
-                queries.truncate_attempts(conn)
-            queries.copy_attempts(conn, data.attempts)
+                demo_sql.truncate_attempts(conn)
+            demo_sql.copy_attempts(conn, data.attempts)
     return data
 
 

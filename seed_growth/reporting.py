@@ -8,12 +8,18 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 
-def markdown_image(fig: plt.Figure, alt: str) -> str:
+def rounded(value: float, decimals: int = 4) -> float:
+    """A float for metadata: four decimals are what anyone reads (``max_rhat 1.0059``, not 1.00586399...)."""
+    return round(float(value), decimals)
+
+
+def markdown_image(fig: Figure, alt: str) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -46,7 +52,14 @@ def growth_curve_markdown(posterior_summary: dict, week_center: float, weekly_me
     ax.fill_between(t, mean - half, mean + half, color="tab:blue", alpha=0.35, label="95% interval of the mean")
     ax.plot(t, mean, color="tab:blue", label="population growth")
     if len(weekly_means):
-        ax.scatter(weekly_means["week"], weekly_means["mean_score"], color="black", s=14, zorder=3, label="observed weekly mean")
+        ax.scatter(
+            weekly_means["week"],
+            weekly_means["mean_score"],
+            color="black",
+            s=14,
+            zorder=3,
+            label="observed weekly mean",
+        )
     ax.set_xlabel("week of the window")
     ax.set_ylabel("score (linear predictor)")
     ax.legend(fontsize=7, loc="best")
@@ -62,7 +75,9 @@ def histogram_markdown(values: np.ndarray, *, bins: int = 10, label: str = "P") 
     ax.set_xlabel(label)
     ax.set_ylabel("students")
     ax.grid(alpha=0.3, axis="y")
-    table = pd.DataFrame({label: [f"[{lo:.1f}, {hi:.1f})" for lo, hi in zip(edges[:-1], edges[1:])], "students": counts})
+    table = pd.DataFrame(
+        {label: [f"[{lo:.1f}, {hi:.1f})" for lo, hi in zip(edges[:-1], edges[1:])], "students": counts}
+    )
     return markdown_image(fig, f"distribution of {label}") + "\n\n" + table.to_markdown(index=False)
 
 
@@ -70,10 +85,27 @@ def reliability_markdown(reliability: pd.DataFrame) -> str:
     """Reliability diagram (mean P against observed rate per bin, with +-2 se) and its table."""
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
-    for (method, group), colour in zip(reliability.groupby("method"), ["tab:blue", "tab:orange", "tab:green"]):
+    # distinct colour, marker and line style per method, and a small horizontal offset, so that one
+    # method's line never hides the other's where the two agree
+    styles = [("tab:blue", "o", "-"), ("tab:orange", "s", "--"), ("tab:green", "^", ":")]
+    methods = list(reliability.groupby("method"))
+    for i, ((method, group), (colour, marker, linestyle)) in enumerate(zip(methods, styles, strict=False)):
         group = group[group["count"] > 0]
-        ax.errorbar(group["mean_P"], group["observed_rate"], yerr=2 * group["se"], fmt="o-", color=colour,
-                    markersize=4, capsize=2, label=method)
+        offset = (i - (len(methods) - 1) / 2) * 0.008
+        ax.errorbar(
+            group["mean_P"] + offset,
+            group["observed_rate"],
+            yerr=2 * group["se"],
+            color=colour,
+            marker=marker,
+            linestyle=linestyle,
+            markersize=5,
+            markerfacecolor="none" if i else colour,
+            capsize=2,
+            linewidth=1.4,
+            alpha=0.9,
+            label=method,
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean P in bin")

@@ -2,23 +2,13 @@ import datetime as dt
 
 import dagster as dg
 
+from seed_growth.jobs import weekly_growth_job
 from seed_growth.partitions import weekly_partitions
 
 # The platform's CronJob ran with BRMS_LOOKBACK_WEEKS=12; the schedule keeps that. Runs launched by
-# hand (UI, CLI) read LOOKBACK_WEEKS from the environment (default 8).
+# hand (UI, CLI) use the growth_settings config, whose launchpad default is LOOKBACK_WEEKS from the
+# environment (default 8); the run records what it used (weekly_scores' metadata, `settings`).
 SCHEDULED_LOOKBACK_WEEKS = 12
-
-weekly_growth_job = dg.define_asset_job(
-    name="weekly_growth_job",
-    selection=dg.AssetSelection.groups("growth"),
-    description="weekly_scores -> brms_posterior -> weekly_kpi_P, with their checks, for one week.",
-)
-
-calibration_job = dg.define_asset_job(
-    name="calibration_job",
-    selection=dg.AssetSelection.assets("p_calibration"),
-    description="Backtest P against the observed target weeks of past as-of weeks (p_calibration).",
-)
 
 
 @dg.schedule(
@@ -29,7 +19,7 @@ calibration_job = dg.define_asset_job(
 )
 def weekly_growth_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     # the partition whose week has just ended: the one that held this moment a week ago
-    now = context.scheduled_execution_time or dt.datetime.now(dt.timezone.utc)
+    now = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
     a_week_ago = now - dt.timedelta(weeks=1)
     week = weekly_partitions.get_partition_key_for_timestamp(a_week_ago.timestamp())
     return dg.RunRequest(

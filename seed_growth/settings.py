@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 FAMILIES = ("gaussian", "binomial")
 ENGINES = ("auto", "collapsed", "brms")
@@ -25,6 +25,19 @@ ALIASES: dict[str, str] = {
     "BRMS_CHAINS": "BRMS_N_CHAINS",
 }
 
+# the per-run settings (GrowthSettingsResource's fields), in the order they are shown
+RECORDED_FIELDS = (
+    "lookback_weeks",
+    "iter",
+    "chains",
+    "family",
+    "engine",
+    "use_bayesian",
+    "goal_score",
+    "goal_horizon_weeks",
+)
+
+_Number = TypeVar("_Number", int, float)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -83,6 +96,13 @@ class GrowthSettings:
         if not (0.0 < self.goal_score <= 1.0) or math.isnan(self.goal_score):
             raise SettingsError(f"GOAL_SCORE={self.goal_score!r} must be in (0, 1]")
 
+    def as_record(self) -> dict[str, Any]:
+        """What a run used, for its logs and metadata (the engine as requested and as it resolves)."""
+        record = {name: getattr(self, name) for name in RECORDED_FIELDS}
+        record["fit_engine"] = self.fit_engine
+        record["source"] = dataclasses.asdict(self.source)
+        return record
+
     @property
     def fit_engine(self) -> str:
         """The engine a fit request names: 'auto' means the collapsed sampler where it applies."""
@@ -91,7 +111,7 @@ class GrowthSettings:
         return "collapsed" if self.family == "gaussian" else "brms"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "GrowthSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> GrowthSettings:
         """Read every setting from ``environ`` (default ``os.environ``); ``overrides`` that are not
         None replace the environment's value (Dagster run config uses this)."""
         env = os.environ if environ is None else environ
@@ -141,21 +161,20 @@ def _variable_name(name: str) -> str:
 
 
 def _int(raw: str | None, name: str, default: int) -> int:
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise SettingsError(f"{_variable_name(name)}={raw!r} is not an integer") from None
+    return _number(raw, _variable_name(name), default, int, "an integer")
 
 
 def _float(raw: str | None, name: str, default: float) -> float:
+    return _number(raw, name, default, float, "a number")
+
+
+def _number(raw: str | None, label: str, default: _Number, convert: type[_Number], what: str) -> _Number:
     if raw is None or raw.strip() == "":
         return default
     try:
-        return float(raw.strip())
+        return convert(raw.strip())
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
+        raise SettingsError(f"{label}={raw!r} is not {what}") from None
 
 
 def _bool(raw: str | None, name: str, default: bool) -> bool:

@@ -23,7 +23,7 @@ class ScoreWindow:
             raise ValueError(f"lookback_weeks must be >= 1, got {self.lookback_weeks}")
 
     @classmethod
-    def from_partition_key(cls, partition_key: str, lookback_weeks: int) -> "ScoreWindow":
+    def from_partition_key(cls, partition_key: str, lookback_weeks: int) -> ScoreWindow:
         return cls(dt.date.fromisoformat(partition_key), lookback_weeks)
 
     @property
@@ -37,11 +37,11 @@ class ScoreWindow:
 
     @property
     def start_utc(self) -> dt.datetime:
-        return dt.datetime.combine(self.start, dt.time(0), tzinfo=dt.timezone.utc)
+        return dt.datetime.combine(self.start, dt.time(0), tzinfo=dt.UTC)
 
     @property
     def end_utc(self) -> dt.datetime:
-        return dt.datetime.combine(self.end, dt.time(0), tzinfo=dt.timezone.utc)
+        return dt.datetime.combine(self.end, dt.time(0), tzinfo=dt.UTC)
 
     @property
     def as_of_index(self) -> int:
@@ -57,6 +57,6 @@ class ScoreWindow:
 
 def last_complete_week(now: dt.datetime | None = None) -> dt.date:
     """Monday of the last week that has fully ended (UTC): the week the Monday schedule scores."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     this_monday = now.date() - dt.timedelta(days=now.weekday())
     return this_monday - dt.timedelta(weeks=1)

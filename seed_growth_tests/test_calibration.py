@@ -17,7 +17,13 @@ from scipy import stats
 
 from seed_growth.demo_data import DemoCohort, simulate
 from seed_growth.growth.calibration import (
-    brier_score, join_outcomes, log_loss, observed_score_p, reliability_table, summarise_methods, week_noise_sd,
+    brier_score,
+    join_outcomes,
+    log_loss,
+    observed_score_p,
+    reliability_table,
+    summarise_methods,
+    week_noise_sd,
 )
 from seed_growth.growth.normal_approx import fit_cohort, normal_approximation_p
 from seed_growth.growth.probability import student_line_moments
@@ -37,9 +43,10 @@ def test_scores_on_known_answers():
 
 
 def test_outcomes_are_judged_on_the_observed_target_week():
-    targets = pd.DataFrame({"student": ["a", "b", "c"], "goal": [0.7, 0.7, 0.7],
-                            "target_week_start": [LAST_WEEK] * 3})
-    observed = pd.DataFrame({"student": ["a", "b"], "target_week_start": [LAST_WEEK] * 2, "n": [10, 4], "correct": [7, 2]})
+    targets = pd.DataFrame({"student": ["a", "b", "c"], "goal": [0.7, 0.7, 0.7], "target_week_start": [LAST_WEEK] * 3})
+    observed = pd.DataFrame(
+        {"student": ["a", "b"], "target_week_start": [LAST_WEEK] * 2, "n": [10, 4], "correct": [7, 2]}
+    )
     joined = join_outcomes(targets, observed).set_index("student")
     assert joined["reached"].to_dict() == {"a": 1.0, "b": 0.0}  # c did not practise that week: not judged
     frame = joined.reset_index().assign(as_of_week="2026-10-19", P=[0.9, 0.2])
@@ -69,20 +76,29 @@ def test_observation_model_counts_attempts():
 def backtest(students: int, seed: int) -> pd.DataFrame:
     """Simulate WEEKS_SEEN + HORIZON weeks, fit on the first WEEKS_SEEN, and give each student who practised
     in the target week both predictive P's and whether their observed accuracy then reached GOAL."""
-    from growth_engine.sampler import fit_full
+    from growth_engine import fit_full
 
     data = simulate(DemoCohort(students=students, weeks=WEEKS_SEEN + HORIZON, last_week=LAST_WEEK, seed=seed))
     weekly = data.weekly.assign(week=[(d - data.first_week).days // 7 for d in data.weekly["week_start"]])
     seen = weekly[weekly["week"] < WEEKS_SEEN]
-    scores = pd.DataFrame({"student": seen["user_id"], "week": seen["week"],
-                           "score": seen["n_correct"] / seen["n_attempts"], "n_attempts": seen["n_attempts"]})
+    scores = pd.DataFrame(
+        {
+            "student": seen["user_id"],
+            "week": seen["week"],
+            "score": seen["n_correct"] / seen["n_attempts"],
+            "n_attempts": seen["n_attempts"],
+        }
+    )
     target_week = WEEKS_SEEN - 1 + HORIZON
     outcome = weekly[(weekly["week"] == target_week) & weekly["user_id"].isin(set(scores["student"]))]
     targets = pd.DataFrame({"student": outcome["user_id"].to_numpy(), "target_week": target_week, "goal": GOAL})
 
     n = outcome["n_attempts"].to_numpy()
-    fit = fit_full(scores["student"].tolist(), scores["week"].tolist(), scores["score"].tolist(),
-                   iter=1000, chains=2, seed=seed).response
+    # 2 x 1000 draws: at 2 x 500, R-hat's own noise over 10 classes x 6 parameters reaches 1.01 by chance on
+    # some CPUs (1.0100 and 1.0123 measured on one), though every chain mixes; this test is about P
+    fit = fit_full(
+        scores["student"].tolist(), scores["week"].tolist(), scores["score"].tolist(), iter=2000, chains=2, seed=seed
+    ).response
     assert fit["diagnostics"]["max_rhat"] <= 1.01
     mean, sd = student_line_moments(pd.DataFrame(fit["students"]), targets)
     sigma = fit["posterior_summary"]["sigma"]["estimate"]
@@ -90,8 +106,9 @@ def backtest(students: int, seed: int) -> pd.DataFrame:
     normal = normal_approximation_p(scores, targets, cohort)
     return targets.assign(
         P_bayesian=observed_score_p(mean, sd, week_noise_sd(scores, sigma), n, GOAL),
-        P_normal=observed_score_p(normal["expected_score"], normal["expected_score_sd"],
-                                  week_noise_sd(scores, cohort.sigma), n, GOAL),
+        P_normal=observed_score_p(
+            normal["expected_score"], normal["expected_score_sd"], week_noise_sd(scores, cohort.sigma), n, GOAL
+        ),
         reached=(outcome["n_correct"] / n >= GOAL).astype(float).to_numpy(),
     )
 
@@ -107,8 +124,10 @@ def test_bayesian_p_beats_the_normal_approximation_on_class_sized_cohorts():
     pooled = pd.concat(classes)
     bayes, normal = (brier_score(pooled[m], pooled["reached"]) for m in ("P_bayesian", "P_normal"))
     base_rate = brier_score(np.full(len(pooled), pooled["reached"].mean()), pooled["reached"])
-    print(f"\n{len(pooled)} students in 10 classes: Brier Bayesian {bayes:.4f}, normal {normal:.4f}, "
-          f"base rate {base_rate:.4f}; Bayesian better in {wins}/10 classes")
+    print(
+        f"\n{len(pooled)} students in 10 classes: Brier Bayesian {bayes:.4f}, normal {normal:.4f}, "
+        f"base rate {base_rate:.4f}; Bayesian better in {wins}/10 classes"
+    )
     assert bayes < normal < base_rate
     assert wins >= 8
 

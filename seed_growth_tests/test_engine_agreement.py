@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from seed_growth.growth.probability import p_from_student_summaries
-from seed_growth_tests.plumber_fixture import simulate_growth
-from seed_growth_tests.test_plumber_service import post
+from seed_growth_tests.support.plumber_service import post
+from seed_growth_tests.support.simulation import simulate_growth
 
 pytestmark = pytest.mark.service
 
@@ -22,17 +22,23 @@ SETTINGS = {"brms": {"iter": 2000, "chains": 4}, "collapsed": {"iter": 6000, "ch
 
 @pytest.fixture(scope="module")
 def agreement(plumber_url):
-    sim = simulate_growth(n_students=200, n_weeks=8, beta0=0.45, beta1=0.02, sd0=0.1, sd1=0.015, rho=0.3,
-                          sigma=0.06, seed=808)
+    sim = simulate_growth(
+        n_students=200, n_weeks=8, beta0=0.45, beta1=0.02, sd0=0.1, sd1=0.015, rho=0.3, sigma=0.06, seed=808
+    )
     fits = {}
     for engine, settings in SETTINGS.items():
-        r = post(plumber_url, "/growth/fit", {"data": sim.data, "family": "gaussian", "engine": engine, "seed": 31,
-                                              **settings})
+        r = post(
+            plumber_url,
+            "/growth/fit",
+            {"data": sim.data, "family": "gaussian", "engine": engine, "seed": 31, **settings},
+        )
         assert r.status_code == 200, r.text
         fits[engine] = r.json()
         d = fits[engine]["diagnostics"]
-        print(f"\n{engine}: sampling {d['sampling_seconds']:.1f} s, max R-hat {d['max_rhat']:.4f}, "
-              f"min bulk ESS {d['min_ess_bulk']:.0f}, min tail ESS {d['min_ess_tail']:.0f}")
+        print(
+            f"\n{engine}: sampling {d['sampling_seconds']:.1f} s, max R-hat {d['max_rhat']:.4f}, "
+            f"min bulk ESS {d['min_ess_bulk']:.0f}, min tail ESS {d['min_ess_tail']:.0f}"
+        )
     return sim, fits
 
 
@@ -50,9 +56,11 @@ def test_population_parameters_agree(agreement):
     brms, collapsed = fits["brms"]["posterior_summary"], fits["collapsed"]["posterior_summary"]
     for key in POPULATION:
         gap = abs(brms[key]["estimate"] - collapsed[key]["estimate"])
-        print(f"{key}: brms {brms[key]['estimate']:.5f} +- {brms[key]['error']:.5f}, "
-              f"collapsed {collapsed[key]['estimate']:.5f} +- {collapsed[key]['error']:.5f}, "
-              f"gap {gap / brms[key]['error']:.3f} SD")
+        print(
+            f"{key}: brms {brms[key]['estimate']:.5f} +- {brms[key]['error']:.5f}, "
+            f"collapsed {collapsed[key]['estimate']:.5f} +- {collapsed[key]['error']:.5f}, "
+            f"gap {gap / brms[key]['error']:.3f} SD"
+        )
         assert gap <= 0.1 * brms[key]["error"], key
         # the posterior spread agrees too (the SDs themselves carry Monte Carlo error of a few percent)
         assert collapsed[key]["error"] == pytest.approx(brms[key]["error"], rel=0.1), key
@@ -63,11 +71,18 @@ def test_student_summaries_agree(agreement):
     brms = {s["student"]: s for s in fits["brms"]["students"]}
     collapsed = {s["student"]: s for s in fits["collapsed"]["students"]}
     assert brms.keys() == collapsed.keys() and len(brms) == 200
-    gaps = {key: max(abs(brms[s][key] - collapsed[s][key]) for s in brms)
-            for key in ("intercept_mean", "intercept_sd", "slope_mean", "slope_sd", "cor")}
+    gaps = {
+        key: max(abs(brms[s][key] - collapsed[s][key]) for s in brms)
+        for key in ("intercept_mean", "intercept_sd", "slope_mean", "slope_sd", "cor")
+    }
     # the expected score at a week past the window, which is what P is made of
-    gaps["score_at_week_11"] = max(abs((brms[s]["intercept_mean"] + 11 * brms[s]["slope_mean"])
-                                       - (collapsed[s]["intercept_mean"] + 11 * collapsed[s]["slope_mean"])) for s in brms)
+    gaps["score_at_week_11"] = max(
+        abs(
+            (brms[s]["intercept_mean"] + 11 * brms[s]["slope_mean"])
+            - (collapsed[s]["intercept_mean"] + 11 * collapsed[s]["slope_mean"])
+        )
+        for s in brms
+    )
     print(gaps)
     for key in ("intercept_mean", "intercept_sd", "slope_mean", "slope_sd", "score_at_week_11"):
         assert gaps[key] <= 0.02, (key, gaps[key])

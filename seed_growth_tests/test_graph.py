@@ -8,36 +8,10 @@ import psycopg
 import pytest
 
 from seed_growth import demo_data
-from seed_growth.assets import brms_posterior, weekly_kpi_P, weekly_scores
-from seed_growth.checks import brms_posterior_converged, weekly_kpi_P_valid, weekly_scores_valid
+from seed_growth.assets import weekly_kpi_P
 from seed_growth.resources import GrowthSettingsResource, PlumberResource, PostgresResource
-from seed_growth.sql import queries
-
-WEEK = dt.date(2026, 11, 16)
-ASSETS = [weekly_scores, brms_posterior, weekly_kpi_P]
-CHECKS = [weekly_scores_valid, brms_posterior_converged, weekly_kpi_P_valid]
-UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens
-
-
-def load_cohort(url: str, students: int = 150, weeks: int = 10, seed: int = 3) -> demo_data.DemoData:
-    return demo_data.load(url, demo_data.DemoCohort(students=students, weeks=weeks, last_week=WEEK, seed=seed))
-
-
-def run_graph(url: str, plumber_url: str, *, raise_on_error: bool = True, **settings) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [*ASSETS, *CHECKS],
-        partition_key=WEEK.isoformat(),
-        resources={
-            "postgres": PostgresResource(database_url=url),
-            "plumber": PlumberResource(base_url=plumber_url, max_attempts=1, read_timeout_s=1800),
-            "growth_settings": GrowthSettingsResource(**settings),
-        },
-        raise_on_error=raise_on_error,
-    )
-
-
-def check_results(result) -> dict[str, bool]:
-    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+from seed_growth.sql import calibration as calibration_sql, fits as fits_sql
+from seed_growth_tests.support.graph import ASSETS, CHECKS, UNREACHABLE, WEEK, check_results, load_cohort, run_graph
 
 
 def metadata(result, asset: str) -> dict:
@@ -52,7 +26,10 @@ def kpis(url: str) -> dict[str, dict]:
 
 def seed_other_kpi(url: str) -> None:
     with psycopg.connect(url) as conn:
-        conn.execute("INSERT INTO weekly_kpi (user_id, week_start, kpis) VALUES ('stu-00001', %s, %s)", (WEEK, json.dumps({"streak": 4})))
+        conn.execute(
+            "INSERT INTO weekly_kpi (user_id, week_start, kpis) VALUES ('stu-00001', %s, %s)",
+            (WEEK, json.dumps({"streak": 4})),
+        )
 
 
 def test_falls_back_to_the_normal_approximation_when_the_service_is_down(clean_database, growth_env):
@@ -61,7 +38,11 @@ def test_falls_back_to_the_normal_approximation_when_the_service_is_down(clean_d
     result = run_graph(clean_database, UNREACHABLE, lookback_weeks=8)
     assert result.success  # the KPI is there on Monday
     assert metadata(result, "brms_posterior")["fit_status"] == "unavailable"
-    assert check_results(result) == {"weekly_scores_valid": True, "brms_posterior_converged": False, "weekly_kpi_P_valid": True}
+    assert check_results(result) == {
+        "weekly_scores_valid": True,
+        "brms_posterior_converged": False,
+        "weekly_kpi_P_valid": True,
+    }
     kpi_meta = metadata(result, "weekly_kpi_P")
     assert kpi_meta["method"] == "normal_approximation" and "no fit stored" in kpi_meta["fallback_reason"]
     stored = kpis(clean_database)
@@ -96,7 +77,11 @@ def test_whole_graph_with_the_real_service(clean_database, plumber_url, growth_e
     seed_other_kpi(clean_database)
     result = run_graph(clean_database, plumber_url, lookback_weeks=12)
     assert result.success
-    assert check_results(result) == {"weekly_scores_valid": True, "brms_posterior_converged": True, "weekly_kpi_P_valid": True}
+    assert check_results(result) == {
+        "weekly_scores_valid": True,
+        "brms_posterior_converged": True,
+        "weekly_kpi_P_valid": True,
+    }
 
     fit_meta = metadata(result, "brms_posterior")
     assert fit_meta["fit_status"] == "converged" and fit_meta["engine"] == "collapsed"
@@ -109,7 +94,7 @@ def test_whole_graph_with_the_real_service(clean_database, plumber_url, growth_e
         ).fetchone()
         assert row[0] == fit_meta["run_id"] and row[1] == 12 and row[2] is True
         assert set(row[3]) >= {"estimate", "error", "q2.5", "q97.5"}
-        assert queries.read_student_posterior(conn, row[0]).shape[0] == row[4]
+        assert fits_sql.read_student_posterior(conn, row[0]).shape[0] == row[4]
 
     kpi_meta = metadata(result, "weekly_kpi_P")
     assert kpi_meta["method"].startswith("bayesian_") and kpi_meta["run_id"] == fit_meta["run_id"]
@@ -121,10 +106,13 @@ def test_whole_graph_with_the_real_service(clean_database, plumber_url, growth_e
     # predict_prob unreachable later: P from the stored per-student summaries, close to the service's
     by_service = {s: k["P"] for s, k in stored.items()}
     again = dg.materialize(
-        [weekly_kpi_P], partition_key=WEEK.isoformat(),
-        resources={"postgres": PostgresResource(database_url=clean_database),
-                   "plumber": PlumberResource(base_url=UNREACHABLE, max_attempts=1),
-                   "growth_settings": GrowthSettingsResource()},
+        [weekly_kpi_P],
+        partition_key=WEEK.isoformat(),
+        resources={
+            "postgres": PostgresResource(database_url=clean_database),
+            "plumber": PlumberResource(base_url=UNREACHABLE, max_attempts=1),
+            "growth_settings": GrowthSettingsResource(),
+        },
     )
     assert metadata(again, "weekly_kpi_P")["method"] == "bayesian_summaries"
     by_summaries = {s: k["P"] for s, k in kpis(clean_database).items()}
@@ -133,9 +121,13 @@ def test_whole_graph_with_the_real_service(clean_database, plumber_url, growth_e
     # METRICS_USE_BAYESIAN=false: the normal approximation even though a good fit exists
     growth_env.setenv("METRICS_USE_BAYESIAN", "false")
     normal = dg.materialize(
-        [weekly_kpi_P], partition_key=WEEK.isoformat(),
-        resources={"postgres": PostgresResource(database_url=clean_database),
-                   "plumber": PlumberResource(base_url=plumber_url), "growth_settings": GrowthSettingsResource()},
+        [weekly_kpi_P],
+        partition_key=WEEK.isoformat(),
+        resources={
+            "postgres": PostgresResource(database_url=clean_database),
+            "plumber": PlumberResource(base_url=plumber_url),
+            "growth_settings": GrowthSettingsResource(),
+        },
     )
     assert metadata(normal, "weekly_kpi_P")["method"] == "normal_approximation"
     assert len(kpis(clean_database)) == row[4]  # reruns of the partition replaced P, added no rows
@@ -149,7 +141,11 @@ def test_a_fit_that_fails_its_convergence_check_is_not_used(clean_database, plum
     seed_other_kpi(clean_database)
     result = run_graph(clean_database, plumber_url, lookback_weeks=8, engine="brms", iter=200, chains=2)
     assert result.success
-    assert check_results(result) == {"weekly_scores_valid": True, "brms_posterior_converged": False, "weekly_kpi_P_valid": True}
+    assert check_results(result) == {
+        "weekly_scores_valid": True,
+        "brms_posterior_converged": False,
+        "weekly_kpi_P_valid": True,
+    }
     fit_meta = metadata(result, "brms_posterior")
     assert fit_meta["fit_status"] == "not converged" and fit_meta["engine"] == "brms"
     kpi_meta = metadata(result, "weekly_kpi_P")
@@ -159,7 +155,9 @@ def test_a_fit_that_fails_its_convergence_check_is_not_used(clean_database, plum
     assert all(k["P_method"] == "normal_approximation" and k["P_run_id"] is None for k in stored.values())
     assert stored["stu-00001"]["streak"] == 4
     with psycopg.connect(clean_database) as conn:
-        assert conn.execute("SELECT converged FROM growth_brms_meta WHERE run_id = %s", (fit_meta["run_id"],)).fetchone() == (False,)
+        assert conn.execute(
+            "SELECT converged FROM growth_brms_meta WHERE run_id = %s", (fit_meta["run_id"],)
+        ).fetchone() == (False,)
 
 
 @pytest.mark.service
@@ -169,9 +167,11 @@ def test_backtest_scores_past_weeks_against_what_happened(clean_database, plumbe
     from seed_growth.assets import p_calibration
 
     load_cohort(clean_database, students=300, weeks=14)
-    resources = {"postgres": PostgresResource(database_url=clean_database),
-                 "plumber": PlumberResource(base_url=plumber_url, max_attempts=1, read_timeout_s=1800),
-                 "growth_settings": GrowthSettingsResource(lookback_weeks=8)}
+    resources = {
+        "postgres": PostgresResource(database_url=clean_database),
+        "plumber": PlumberResource(base_url=plumber_url, max_attempts=1, read_timeout_s=1800),
+        "growth_settings": GrowthSettingsResource(lookback_weeks=8),
+    }
     as_of_weeks = [WEEK - dt.timedelta(weeks=5), WEEK - dt.timedelta(weeks=4)]
     for week in as_of_weeks:
         assert dg.materialize([*ASSETS, *CHECKS], partition_key=week.isoformat(), resources=resources).success
@@ -182,8 +182,10 @@ def test_backtest_scores_past_weeks_against_what_happened(clean_database, plumbe
     assert 0 < meta["brier_bayesian"] < 0.25 and 0 < meta["brier_normal"] < 0.25  # better than a coin
     assert "data:image/png;base64" in meta["reliability"]
     with psycopg.connect(clean_database) as conn:
-        summary = queries.read_calibration(conn)
-        bins = conn.execute("SELECT method, sum(count) FROM p_calibration_bins GROUP BY method ORDER BY method").fetchall()
+        summary = calibration_sql.read_calibration(conn)
+        bins = conn.execute(
+            "SELECT method, sum(count) FROM p_calibration_bins GROUP BY method ORDER BY method"
+        ).fetchall()
     assert sorted(set(summary["as_of_week"])) == sorted([w.isoformat() for w in as_of_weeks] + ["overall"])
     assert set(summary["method"]) == {"P_bayesian", "P_normal"}
     overall = summary[summary["as_of_week"] == "overall"].set_index("method")

@@ -21,10 +21,14 @@ AS_OF = dt.date(2026, 11, 16)
 def scores_from(data, window: ScoreWindow) -> pd.DataFrame:
     weekly = data.weekly.assign(week=[window.week_index(d) for d in data.weekly["week_start"]])
     weekly = weekly[(weekly["week"] >= 0) & (weekly["week"] < window.lookback_weeks)]
-    return pd.DataFrame({
-        "student": weekly["user_id"], "week": weekly["week"],
-        "score": weekly["n_correct"] / weekly["n_attempts"], "n_attempts": weekly["n_attempts"],
-    }).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "student": weekly["user_id"],
+            "week": weekly["week"],
+            "score": weekly["n_correct"] / weekly["n_attempts"],
+            "n_attempts": weekly["n_attempts"],
+        }
+    ).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,9 @@ def cohort():
 def test_goal_targets_default_and_per_student(cohort):
     _, window, _ = cohort
     goals = pd.DataFrame({"student": ["b"], "goal_score": [0.9], "target_date": [dt.date(2026, 12, 30)]})
-    targets = goal_targets(["a", "b", "a"], window, goal_score=0.8, horizon_weeks=4, student_goals=goals).set_index("student")
+    targets = goal_targets(["a", "b", "a"], window, goal_score=0.8, horizon_weeks=4, student_goals=goals).set_index(
+        "student"
+    )
     assert targets.loc["a", "goal"] == 0.8 and targets.loc["a", "target_week"] == 7 + 4
     assert targets.loc["a", "target_week_start"] == dt.date(2026, 12, 14)
     assert targets.loc["b", "goal"] == 0.9 and targets.loc["b", "goal_source"] == "student_goal"
@@ -50,11 +56,24 @@ def test_prob_at_least_matches_scipy_and_handles_zero_sd():
 
 
 def test_p_from_summaries_uses_the_line_and_population_for_unseen():
-    summaries = pd.DataFrame({"student": ["a"], "intercept_mean": [0.5], "intercept_sd": [0.05], "slope_mean": [0.03],
-                              "slope_sd": [0.01], "cor": [-0.5]})
+    summaries = pd.DataFrame(
+        {
+            "student": ["a"],
+            "intercept_mean": [0.5],
+            "intercept_sd": [0.05],
+            "slope_mean": [0.03],
+            "slope_sd": [0.01],
+            "cor": [-0.5],
+        }
+    )
     targets = pd.DataFrame({"student": ["a", "new"], "target_week": [10, 10], "goal": [0.8, 0.8]})
-    population = {"Intercept": {"estimate": 0.5, "error": 0.01}, "week": {"estimate": 0.01, "error": 0.001},
-                  "sd_Intercept": {"estimate": 0.1}, "sd_week": {"estimate": 0.01}, "cor_Intercept_week": {"estimate": 0.0}}
+    population = {
+        "Intercept": {"estimate": 0.5, "error": 0.01},
+        "week": {"estimate": 0.01, "error": 0.001},
+        "sd_Intercept": {"estimate": 0.1},
+        "sd_week": {"estimate": 0.01},
+        "cor_Intercept_week": {"estimate": 0.0},
+    }
     p = p_from_student_summaries(summaries, targets, link="identity", population=population)
     mean, sd = line_at(0.5, 0.05, 0.03, 0.01, -0.5, 10)
     assert p.iloc[0] == pytest.approx(stats.norm.sf((0.8 - mean) / sd))
@@ -66,7 +85,7 @@ def test_p_from_summaries_uses_the_line_and_population_for_unseen():
 
 
 def test_empirical_bayes_recovers_the_cohort(cohort):
-    data, _, scores = cohort
+    _, _, scores = cohort
     fit = fit_cohort(scores)
     assert fit.converged, fit.message
     assert fit.beta1 == pytest.approx(0.012, abs=0.003)  # DemoCohort.slope_mean
@@ -85,7 +104,9 @@ def test_normal_approximation_is_honest_on_simulated_truth(cohort):
     targets = goal_targets(scores["student"], window, goal_score=0.7, horizon_weeks=4)
     p = normal_approximation_p(scores, targets).set_index("student")["P"]
     truth = data.truth.set_index("user_id").loc[p.index]
-    reached = (truth["level"] + truth["slope"] * targets.set_index("student").loc[p.index, "target_week"] >= 0.7).astype(float)
+    reached = (
+        truth["level"] + truth["slope"] * targets.set_index("student").loc[p.index, "target_week"] >= 0.7
+    ).astype(float)
 
     naive = []
     for student, rows in scores.groupby("student"):
@@ -119,12 +140,18 @@ def test_convergence_rules():
 
 
 def test_why_not_bayesian():
-    fit = {"run_id": "r", "chains": 2, "n_rows": 10,
-           "diagnostics": {"max_rhat": 1.0, "min_ess_bulk": 900, "min_ess_tail": 900, "divergent_transitions": 0}}
+    fit = {
+        "run_id": "r",
+        "chains": 2,
+        "n_rows": 10,
+        "diagnostics": {"max_rhat": 1.0, "min_ess_bulk": 900, "min_ess_tail": 900, "divergent_transitions": 0},
+    }
     assert why_not_bayesian(True, fit, n_rows=10) is None
     assert why_not_bayesian(False, fit, n_rows=10) == "METRICS_USE_BAYESIAN is false"
     assert "no fit stored" in why_not_bayesian(True, None, n_rows=10)
-    assert "did not converge: max R-hat 1.2" in why_not_bayesian(True, {**fit, "diagnostics": {**fit["diagnostics"], "max_rhat": 1.2}}, n_rows=10)
+    assert "did not converge: max R-hat 1.2" in why_not_bayesian(
+        True, {**fit, "diagnostics": {**fit["diagnostics"], "max_rhat": 1.2}}, n_rows=10
+    )
     assert "is of other data" in why_not_bayesian(True, fit, n_rows=11)
 
 
@@ -132,7 +159,8 @@ def test_validate_probabilities_refuses_bad_values():
     ok = pd.DataFrame({"student": ["a", "b"], "P": [0.1, 1.0]})
     validate_probabilities(ok, pd.Series(["a", "b"]))
     for bad, message in [
-        (ok.assign(P=[0.1, np.nan]), "outside"), (ok.assign(P=[0.1, 1.2]), "outside"),
+        (ok.assign(P=[0.1, np.nan]), "outside"),
+        (ok.assign(P=[0.1, 1.2]), "outside"),
         (ok.assign(student=["a", "a"]), "more than one"),
     ]:
         with pytest.raises(InvalidProbabilities, match=message):
@@ -142,7 +170,15 @@ def test_validate_probabilities_refuses_bad_values():
 
 
 def test_kpi_payloads():
-    probabilities = pd.DataFrame({"student": ["a"], "P": [0.25], "goal": [0.8], "target_week_start": [dt.date(2026, 12, 14)]})
+    probabilities = pd.DataFrame(
+        {"student": ["a"], "P": [0.25], "goal": [0.8], "target_week_start": [dt.date(2026, 12, 14)]}
+    )
     payload = kpi_payloads(probabilities, method="normal_approximation", run_id=None, as_of_week=AS_OF)["kpis"][0]
-    assert payload == {"P": 0.25, "P_method": "normal_approximation", "P_goal": 0.8, "P_target_week_start": "2026-12-14",
-                       "P_run_id": None, "P_as_of_week": "2026-11-16"}
+    assert payload == {
+        "P": 0.25,
+        "P_method": "normal_approximation",
+        "P_goal": 0.8,
+        "P_target_week_start": "2026-12-14",
+        "P_run_id": None,
+        "P_as_of_week": "2026-11-16",
+    }

@@ -32,6 +32,10 @@ HELM_VALUES = ROOT / "deploy" / "helm" / "dagster-values.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PLUMBER_DOCKERFILE = ROOT / "r-brms-plumber" / "Dockerfile"
+# BuildKit's per-Dockerfile ignore file: the plumber image is built from the root with its own context rules
+PLUMBER_DOCKERIGNORE = ROOT / "r-brms-plumber" / "Dockerfile.dockerignore"
+# what the plumber image copies from outside r-brms-plumber/: the root project (only its engine is installed)
+PLUMBER_ROOT_SOURCES = {"pyproject.toml", "README.md", "constraints.txt", "growth_engine"}
 
 # Schemas bundled by kubernetes-validate: the oldest version we claim and the newest the package ships.
 # Everything used (CronJob.spec.timeZone included) is GA since Kubernetes 1.27.
@@ -109,53 +113,173 @@ PLUMBER_PORT = 8000
 # A key outside these sets is rejected by `helm install` (schema) or silently ignored by the chart.
 # ---------------------------------------------------------------------------------------------------
 CHART_TOP_LEVEL_KEYS = {
-    "global", "nameOverride", "fullnameOverride", "rbacEnabled", "imagePullSecrets",
-    "dagsterWebserver", "dagster-user-deployments", "postgresql", "generatePostgresqlPasswordSecret",
-    "generateCeleryConfigSecret", "rabbitmq", "redis", "flower", "ingress", "computeLogManager",
-    "scheduler", "runLauncher", "pythonLogs", "dagsterDaemon", "busybox", "migrate", "telemetry",
-    "serviceAccount", "retention", "additionalInstanceConfig", "extraManifests",
+    "global",
+    "nameOverride",
+    "fullnameOverride",
+    "rbacEnabled",
+    "imagePullSecrets",
+    "dagsterWebserver",
+    "dagster-user-deployments",
+    "postgresql",
+    "generatePostgresqlPasswordSecret",
+    "generateCeleryConfigSecret",
+    "rabbitmq",
+    "redis",
+    "flower",
+    "ingress",
+    "computeLogManager",
+    "scheduler",
+    "runLauncher",
+    "pythonLogs",
+    "dagsterDaemon",
+    "busybox",
+    "migrate",
+    "telemetry",
+    "serviceAccount",
+    "retention",
+    "additionalInstanceConfig",
+    "extraManifests",
 }
 CHART_GLOBAL_KEYS = {
-    "postgresqlSecretName", "dagsterHome", "serviceAccountName", "celeryConfigSecretName",
+    "postgresqlSecretName",
+    "dagsterHome",
+    "serviceAccountName",
+    "celeryConfigSecretName",
     "dagsterInstanceConfigMap",
 }
 CHART_POSTGRESQL_KEYS = {
-    "image", "enabled", "postgresqlHost", "postgresqlUsername", "postgresqlPassword",
-    "postgresqlDatabase", "postgresqlParams", "postgresqlScheme", "service",
+    "image",
+    "enabled",
+    "postgresqlHost",
+    "postgresqlUsername",
+    "postgresqlPassword",
+    "postgresqlDatabase",
+    "postgresqlParams",
+    "postgresqlScheme",
+    "service",
 }
 CHART_K8S_RUN_LAUNCHER_KEYS = {
-    "image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig", "kubeconfigFile",
-    "envConfigMaps", "envSecrets", "envVars", "volumeMounts", "volumes", "labels",
-    "failPodOnRunFailure", "resources", "schedulerName", "securityContext", "runK8sConfig",
+    "image",
+    "imagePullPolicy",
+    "jobNamespace",
+    "loadInclusterConfig",
+    "kubeconfigFile",
+    "envConfigMaps",
+    "envSecrets",
+    "envVars",
+    "volumeMounts",
+    "volumes",
+    "labels",
+    "failPodOnRunFailure",
+    "resources",
+    "schedulerName",
+    "securityContext",
+    "runK8sConfig",
 }
 CHART_RUN_K8S_CONFIG_KEYS = {
-    "containerConfig", "podSpecConfig", "podTemplateSpecMetadata", "jobSpecConfig", "jobMetadata",
+    "containerConfig",
+    "podSpecConfig",
+    "podTemplateSpecMetadata",
+    "jobSpecConfig",
+    "jobMetadata",
 }
 CHART_USER_DEPLOYMENTS_KEYS = {"enabled", "enableSubchart", "imagePullSecrets", "deployments"}
 CHART_USER_DEPLOYMENT_KEYS = {
-    "name", "image", "dagsterApiGrpcArgs", "codeServerArgs", "includeConfigInLaunchedRuns",
-    "deploymentNamespace", "port", "replicaCount", "env", "envConfigMaps", "envSecrets", "annotations",
-    "nodeSelector", "affinity", "tolerations", "podSecurityContext", "securityContext", "resources",
-    "livenessProbe", "readinessProbe", "startupProbe", "labels", "volumeMounts", "volumes",
-    "schedulerName", "initContainers", "sidecarContainers", "deploymentStrategy", "service",
+    "name",
+    "image",
+    "dagsterApiGrpcArgs",
+    "codeServerArgs",
+    "includeConfigInLaunchedRuns",
+    "deploymentNamespace",
+    "port",
+    "replicaCount",
+    "env",
+    "envConfigMaps",
+    "envSecrets",
+    "annotations",
+    "nodeSelector",
+    "affinity",
+    "tolerations",
+    "podSecurityContext",
+    "securityContext",
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "labels",
+    "volumeMounts",
+    "volumes",
+    "schedulerName",
+    "initContainers",
+    "sidecarContainers",
+    "deploymentStrategy",
+    "service",
 }
 CHART_DAEMON_KEYS = {
-    "enabled", "image", "runCoordinator", "heartbeatTolerance", "env", "envConfigMaps", "envSecrets",
-    "deploymentLabels", "labels", "nodeSelector", "affinity", "tolerations", "podSecurityContext",
-    "securityContext", "resources", "livenessProbe", "readinessProbe", "startupProbe", "annotations",
-    "runMonitoring", "runRetries", "sensors", "schedules", "schedulerName", "volumeMounts", "volumes",
+    "enabled",
+    "image",
+    "runCoordinator",
+    "heartbeatTolerance",
+    "env",
+    "envConfigMaps",
+    "envSecrets",
+    "deploymentLabels",
+    "labels",
+    "nodeSelector",
+    "affinity",
+    "tolerations",
+    "podSecurityContext",
+    "securityContext",
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "annotations",
+    "runMonitoring",
+    "runRetries",
+    "sensors",
+    "schedules",
+    "schedulerName",
+    "volumeMounts",
+    "volumes",
     "initContainerResources",
 }
 CHART_QUEUED_RUN_COORDINATOR_KEYS = {
-    "maxConcurrentRuns", "tagConcurrencyLimits", "dequeueIntervalSeconds", "dequeueNumWorkers",
+    "maxConcurrentRuns",
+    "tagConcurrencyLimits",
+    "dequeueIntervalSeconds",
+    "dequeueNumWorkers",
     "dequeueUseThreads",
 }
 CHART_WEBSERVER_KEYS = {
-    "replicaCount", "image", "nameOverride", "pathPrefix", "service", "workspace", "env",
-    "envConfigMaps", "envSecrets", "deploymentLabels", "labels", "nodeSelector", "affinity",
-    "tolerations", "podSecurityContext", "securityContext", "resources", "readinessProbe",
-    "livenessProbe", "startupProbe", "annotations", "enableReadOnly", "dbStatementTimeout",
-    "dbPoolRecycle", "logLevel", "schedulerName", "volumeMounts", "volumes",
+    "replicaCount",
+    "image",
+    "nameOverride",
+    "pathPrefix",
+    "service",
+    "workspace",
+    "env",
+    "envConfigMaps",
+    "envSecrets",
+    "deploymentLabels",
+    "labels",
+    "nodeSelector",
+    "affinity",
+    "tolerations",
+    "podSecurityContext",
+    "securityContext",
+    "resources",
+    "readinessProbe",
+    "livenessProbe",
+    "startupProbe",
+    "annotations",
+    "enableReadOnly",
+    "dbStatementTimeout",
+    "dbPoolRecycle",
+    "logLevel",
+    "schedulerName",
+    "volumeMounts",
+    "volumes",
 }
 # The chart reads the Dagster PostgreSQL password from this key of global.postgresqlSecretName
 # (helm/dagster/templates/secret-postgres.yaml, deployment-daemon.yaml: secretKeyRef key).
@@ -232,15 +356,32 @@ def effective_settings(env: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for name, alias in ALIASES.items():
         out[name] = env.get(name, env.get(alias))
-    for name in ("BRMS_FAMILY", "BRMS_ENGINE", "BRMS_PLUMBER_URL", "METRICS_USE_BAYESIAN", "GOAL_SCORE",
-                 "GOAL_HORIZON_WEEKS", "ATTEMPT_RELATION"):
+    for name in (
+        "BRMS_FAMILY",
+        "BRMS_ENGINE",
+        "BRMS_PLUMBER_URL",
+        "METRICS_USE_BAYESIAN",
+        "GOAL_SCORE",
+        "GOAL_HORIZON_WEEKS",
+        "ATTEMPT_RELATION",
+    ):
         out[name] = env.get(name)
     return out
 
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
-_FACTORS = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_FACTORS = {
+    None: 1,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 def quantity(value: Any) -> float:
@@ -263,8 +404,9 @@ def check_resources(resources: Mapping[str, Any], where: str) -> None:
     assert "memory" in resources.get("limits", {}), f"{where}: no memory limit"
 
 
-def check_restricted_security(pod_security: Mapping[str, Any], container_security: Mapping[str, Any],
-                              where: str) -> None:
+def check_restricted_security(
+    pod_security: Mapping[str, Any], container_security: Mapping[str, Any], where: str
+) -> None:
     """What the Pod Security 'restricted' profile asks of a pod we own."""
     run_as_non_root = container_security.get("runAsNonRoot", pod_security.get("runAsNonRoot"))
     assert run_as_non_root is True, f"{where}: runAsNonRoot"
@@ -708,9 +850,13 @@ def _rendered_run_launcher_config(values: Mapping[str, Any]) -> dict[str, Any]:
     (mirrors helm/dagster/templates/helpers/instance/_run-launcher.tpl, "dagsterYaml.runLauncher.k8s")."""
     launcher = k8s_run_launcher(values)
     run_k8s = launcher.get("runK8sConfig") or {}
-    snake = {"containerConfig": "container_config", "podSpecConfig": "pod_spec_config",
-             "podTemplateSpecMetadata": "pod_template_spec_metadata", "jobSpecConfig": "job_spec_config",
-             "jobMetadata": "job_metadata"}
+    snake = {
+        "containerConfig": "container_config",
+        "podSpecConfig": "pod_spec_config",
+        "podTemplateSpecMetadata": "pod_template_spec_metadata",
+        "jobSpecConfig": "job_spec_config",
+        "jobMetadata": "job_metadata",
+    }
     config = {
         "load_incluster_config": launcher.get("loadInclusterConfig", True),
         "job_namespace": launcher.get("jobNamespace") or NAMESPACE,
@@ -795,27 +941,47 @@ def test_helm_values_chart_components_render_as_valid_pod_fragments() -> None:
     values = helm_values()
     deployment = user_deployment(values)
     pods = {
-        "code server": (deployment.get("podSecurityContext", {}), {
-            "name": "dagster-user-deployments",
-            "image": f"{deployment['image']['repository']}:{deployment['image']['tag']}",
-            "args": ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", str(deployment["port"]),
-                     *deployment["codeServerArgs"]],
-            "env": deployment["env"],
-            "envFrom": [{"secretRef": s} for s in deployment["envSecrets"]],
-            "resources": deployment["resources"],
-            "securityContext": deployment.get("securityContext", {}),
-        }),
+        "code server": (
+            deployment.get("podSecurityContext", {}),
+            {
+                "name": "dagster-user-deployments",
+                "image": f"{deployment['image']['repository']}:{deployment['image']['tag']}",
+                "args": [
+                    "dagster",
+                    "code-server",
+                    "start",
+                    "-h",
+                    "0.0.0.0",
+                    "-p",
+                    str(deployment["port"]),
+                    *deployment["codeServerArgs"],
+                ],
+                "env": deployment["env"],
+                "envFrom": [{"secretRef": s} for s in deployment["envSecrets"]],
+                "resources": deployment["resources"],
+                "securityContext": deployment.get("securityContext", {}),
+            },
+        ),
     }
     for component in ("dagsterWebserver", "dagsterDaemon"):
         section = values[component]
-        pods[component] = (section.get("podSecurityContext", {}), {
-            "name": component.lower(), "image": "docker.io/dagster/dagster-celery-k8s",
-            "resources": section.get("resources", {}), "securityContext": section.get("securityContext", {}),
-        })
+        pods[component] = (
+            section.get("podSecurityContext", {}),
+            {
+                "name": component.lower(),
+                "image": "docker.io/dagster/dagster-celery-k8s",
+                "resources": section.get("resources", {}),
+                "securityContext": section.get("securityContext", {}),
+            },
+        )
         check_resources(section["resources"], component)
-    for where, (pod_security, container) in pods.items():
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "check"},
-               "spec": {"securityContext": pod_security, "containers": [container]}}
+    for pod_security, container in pods.values():
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "check"},
+            "spec": {"securityContext": pod_security, "containers": [container]},
+        }
         for version in K8S_VERSIONS:
             validate(pod, version)
 
@@ -831,8 +997,8 @@ def test_dockerfile_key_lines() -> None:
     assert "python:3.11-slim-bookworm" in args or any("python:3.11-slim-bookworm" in f for f in froms)
     assert len(froms) >= 1
     runs = " ".join(by("RUN"))
-    assert re.search(r"pip install [^&]*\./r-brms-plumber/engine", runs), "engine package must be installed"
-    assert re.search(r"pip install [^&]*\s\.\s", runs), "the project (pip install .) must be installed"
+    assert re.search(r"pip install [^&]*(?<=\s)\.[\s\[]", runs), "the project (pip install .) must be installed"
+    assert "import seed_growth, growth_engine" in runs, "growth_engine comes with the project"
     assert "dagster-k8s" in runs and "dagster-postgres" in runs
     users = by("USER")
     assert users, "the image must not run as root"
@@ -856,13 +1022,29 @@ def test_dockerfile_key_lines() -> None:
 
 def test_dockerignore_keeps_what_the_build_needs_and_drops_the_rest() -> None:
     patterns = dockerignore_patterns()
-    needed = ["pyproject.toml", "README.md", "seed_growth/definitions.py", "seed_growth/sql/schema.sql",
-              "r-brms-plumber/engine/pyproject.toml", "r-brms-plumber/engine/growth_engine/__init__.py"]
+    needed = [
+        "pyproject.toml",
+        "README.md",
+        "seed_growth/definitions.py",
+        "seed_growth/sql/schema.sql",
+        "growth_engine/__init__.py",
+        "growth_engine/sampler.py",
+    ]
     for path in needed:
         assert not dockerignore_excludes(patterns, path), f".dockerignore drops {path}, needed by the build"
-    dropped = [".git/config", ".venv/bin/python", ".env", "seed_growth_tests/test_manifests.py",
-               "seed_growth/__pycache__/x.pyc", "r-brms-plumber/Dockerfile", "r-brms-plumber/R/api.R",
-               "r-brms-plumber/engine/growth_engine.egg-info/PKG-INFO", "deploy/k8s/secrets.example.yaml"]
+    dropped = [
+        ".git/config",
+        ".venv/bin/python",
+        ".env",
+        "seed_growth_tests/test_manifests.py",
+        "seed_growth/__pycache__/x.pyc",
+        "r-brms-plumber/Dockerfile",
+        "r-brms-plumber/R/api.R",
+        "seed_growth.egg-info/PKG-INFO",
+        "growth_engine_tests/test_cli.py",
+        "benchmarks/engine.py",
+        "deploy/k8s/secrets.example.yaml",
+    ]
     for path in dropped:
         assert dockerignore_excludes(patterns, path), f".dockerignore should drop {path}"
 
@@ -884,6 +1066,59 @@ def test_plumber_dockerfile_key_lines() -> None:
     exposes = " ".join(args for ins, args in instructions if ins == "EXPOSE")
     if exposes and "$" not in exposes:
         assert str(PLUMBER_PORT) in exposes.split()
+    # built from the repository root (the engine is the root project's growth_engine): every COPY source is
+    # a path from the root, and the engine comes without the Dagster side's dependencies
+    copies = [args for ins, args in instructions if ins == "COPY"]
+    sources = [src for args in copies for src in args.split()[:-1] if not src.startswith("--")]
+    assert "r-brms-plumber/R" in sources and "r-brms-plumber/inst" in sources and "growth_engine" in sources
+    assert all(src.startswith("r-brms-plumber/") or src in PLUMBER_ROOT_SOURCES for src in sources), sources
+    runs = " ".join(args for ins, args in instructions if ins == "RUN")
+    assert re.search(r"pip install [^&]*--no-deps [^&]*/src", runs), "the root project, without dagster"
+    assert re.search(r"pip install [^&]*-c [^&]*constraints\.txt[^&]*scipy", runs), "the engine's own deps, pinned"
+    assert "R CMD INSTALL" in runs, "the service is installed as an R package"
+    users = [args for ins, args in instructions if ins == "USER"]
+    assert users and re.fullmatch(r"\d+", users[-1]) and users[-1] != "0", "numeric non-root USER"
+
+
+def plumber_dockerignore_patterns() -> list[str]:
+    return [
+        line.strip()
+        for line in PLUMBER_DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+def test_plumber_dockerignore_keeps_what_the_build_needs_and_drops_the_rest() -> None:
+    patterns = plumber_dockerignore_patterns()
+    needed = [
+        "pyproject.toml",
+        "README.md",
+        "constraints.txt",
+        "growth_engine/__init__.py",
+        "r-brms-plumber/DESCRIPTION",
+        "r-brms-plumber/NAMESPACE",
+        "r-brms-plumber/R/app.R",
+        "r-brms-plumber/inst/plumber/growth/plumber.R",
+        "r-brms-plumber/run.R",
+        "r-brms-plumber/start.sh",
+        "r-brms-plumber/install.sh",
+    ]
+    for path in needed:
+        assert not dockerignore_excludes(patterns, path), f"Dockerfile.dockerignore drops {path}, needed by the build"
+    dropped = [
+        ".git/config",
+        ".venv/bin/python",
+        ".env",
+        "seed_growth/definitions.py",
+        "deploy/k8s/secrets.example.yaml",
+        "seed_growth_tests/test_manifests.py",
+        "r-brms-plumber/tests/testthat/test-validate.R",
+        "r-brms-plumber/Dockerfile",
+        "growth_engine/__pycache__/x.pyc",
+        "r-brms-plumber/engine/pyproject.toml",
+    ]
+    for path in dropped:
+        assert dockerignore_excludes(patterns, path), f"Dockerfile.dockerignore should drop {path}"
 
 
 @pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not installed (key lines are tested)")
@@ -893,6 +1128,10 @@ def test_hadolint(dockerfile: Path) -> None:
         pytest.skip(f"{dockerfile} missing")
     result = subprocess.run(
         ["hadolint", "--failure-threshold", "warning", str(dockerfile)],
-        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -14,17 +14,13 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from seed_growth_tests.plumber_fixture import SERVICE_DIR, PlumberService, simulate_growth
+from seed_growth_tests.support.plumber_service import SERVICE_DIR, PlumberService, post
+from seed_growth_tests.support.simulation import simulate_growth
 
 pytestmark = pytest.mark.service
 
-FIT_TIMEOUT = httpx.Timeout(1800.0, connect=10.0)
 POPULATION = ["b_Intercept", "b_week", "sd_student__Intercept", "sd_student__week", "cor_student__Intercept__week"]
 ESTIMATE_KEYS = {"estimate", "error", "q2.5", "q97.5"}
-
-
-def post(url: str, path: str, body, **kwargs) -> httpx.Response:
-    return httpx.post(f"{url}{path}", json=body, timeout=FIT_TIMEOUT, **kwargs)
 
 
 def normal_p(student: dict, week: float, goal: float) -> float:
@@ -47,8 +43,18 @@ def gaussian_fit(plumber_url, gaussian_sim):
 
     def fit():
         t0 = time.monotonic()
-        result["response"] = post(plumber_url, "/growth/fit", {"data": gaussian_sim.data, "iter": 2000, "chains": 4,
-                                                               "family": "gaussian", "engine": "brms", "seed": 2024})
+        result["response"] = post(
+            plumber_url,
+            "/growth/fit",
+            {
+                "data": gaussian_sim.data,
+                "iter": 2000,
+                "chains": 4,
+                "family": "gaussian",
+                "engine": "brms",
+                "seed": 2024,
+            },
+        )
         result["seconds"] = time.monotonic() - t0
 
     thread = threading.Thread(target=fit)
@@ -67,9 +73,11 @@ def gaussian_fit(plumber_url, gaussian_sim):
     assert response.status_code == 200, response.text
     body = response.json()
     d = body["diagnostics"]
-    print(f"\n40x8 gaussian fit: {result['seconds']:.1f} s wall, sampling {d['sampling_seconds']:.1f} s, "
-          f"compile {d['compile_seconds']:.1f} s, max R-hat {d['max_rhat']:.4f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
-          f"divergent {d['divergent_transitions']}")
+    print(
+        f"\n40x8 gaussian fit: {result['seconds']:.1f} s wall, sampling {d['sampling_seconds']:.1f} s, "
+        f"compile {d['compile_seconds']:.1f} s, max R-hat {d['max_rhat']:.4f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
+        f"divergent {d['divergent_transitions']}"
+    )
     return {"body": body, "health": health, "seconds": result["seconds"]}
 
 
@@ -112,7 +120,8 @@ def test_fit_answers_the_contract(gaussian_fit, gaussian_sim):
     assert set(ps["centered"]) == {"Intercept", "sd_Intercept", "cor_Intercept_week"}
     # caller scale: the level at week 0 is the centred level minus slope * centre (per draw, so on average too)
     assert ps["Intercept"]["estimate"] == pytest.approx(
-        ps["centered"]["Intercept"]["estimate"] - ps["week"]["estimate"] * 3.5, abs=1e-9)
+        ps["centered"]["Intercept"]["estimate"] - ps["week"]["estimate"] * 3.5, abs=1e-9
+    )
     students = body["students"]
     assert [s["student"] for s in students] == list(dict.fromkeys(gaussian_sim.data["student"]))
     assert all(s["n_weeks"] == 8 and s["intercept_sd"] > 0 and -1 <= s["cor"] <= 1 for s in students)
@@ -129,7 +138,7 @@ def test_known_growth_is_recovered_and_converged(gaussian_fit, gaussian_sim):
     assert intercept["q2.5"] <= gaussian_sim.beta0 <= intercept["q97.5"], intercept
     d = body["diagnostics"]
     assert d["max_rhat"] <= 1.01, d["parameters"]
-    assert all(d["parameters"][p]["rhat"] <= 1.01 for p in POPULATION + ["sigma"])
+    assert all(d["parameters"][p]["rhat"] <= 1.01 for p in [*POPULATION, "sigma"])
     assert d["min_ess_bulk"] > 400 and d["divergent_transitions"] == 0
     # per-student slopes track the true ones
     est = np.array([s["slope_mean"] for s in body["students"]])
@@ -139,14 +148,17 @@ def test_known_growth_is_recovered_and_converged(gaussian_fit, gaussian_sim):
 def test_predict_prob_agrees_with_the_summaries(plumber_url, gaussian_fit):
     body = gaussian_fit["body"]
     students = body["students"][:15]
-    targets = [{"student": s["student"], "target_week": tw, "goal": g}
-               for s in students for tw, g in ((11, 0.7), (11, 0.8), (4, 0.55))]
+    targets = [
+        {"student": s["student"], "target_week": tw, "goal": g}
+        for s in students
+        for tw, g in ((11, 0.7), (11, 0.8), (4, 0.55))
+    ]
     r = post(plumber_url, "/growth/predict_prob", {"run_id": body["run_id"], "targets": targets})
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["run_id"] == body["run_id"] and out["method"] == "posterior_draws" and out["predictive"] is False
     by_name = {s["student"]: s for s in students}
-    for target, answer in zip(targets, out["probabilities"]):
+    for target, answer in zip(targets, out["probabilities"], strict=True):
         assert {k: answer[k] for k in ("student", "target_week", "goal")} == target
         assert answer["seen"] is True
         expected = normal_p(by_name[target["student"]], target["target_week"], target["goal"])
@@ -155,8 +167,17 @@ def test_predict_prob_agrees_with_the_summaries(plumber_url, gaussian_fit):
 
 def test_unseen_students_use_the_population(plumber_url, gaussian_fit):
     body = gaussian_fit["body"]
-    r = post(plumber_url, "/growth/predict_prob", {"run_id": body["run_id"], "targets": [
-        {"student": "newcomer", "target_week": 11, "goal": 0.75}, {"student": "newcomer", "target_week": 0, "goal": 0.0}]})
+    r = post(
+        plumber_url,
+        "/growth/predict_prob",
+        {
+            "run_id": body["run_id"],
+            "targets": [
+                {"student": "newcomer", "target_week": 11, "goal": 0.75},
+                {"student": "newcomer", "target_week": 0, "goal": 0.0},
+            ],
+        },
+    )
     assert r.status_code == 200, r.text
     first, certain = r.json()["probabilities"]
     assert first["seen"] is False and 0 < first["p"] < 1
@@ -174,7 +195,9 @@ def test_predictive_probability_adds_observation_noise(plumber_url, gaussian_fit
     goal = s["intercept_mean"] + 3 * s["slope_mean"] + 0.15  # far above the expected score
     targets = [{"student": s["student"], "target_week": 3, "goal": goal}]
     expected = post(plumber_url, "/growth/predict_prob", {"run_id": body["run_id"], "targets": targets}).json()
-    predictive = post(plumber_url, "/growth/predict_prob", {"run_id": body["run_id"], "targets": targets, "predictive": True}).json()
+    predictive = post(
+        plumber_url, "/growth/predict_prob", {"run_id": body["run_id"], "targets": targets, "predictive": True}
+    ).json()
     assert predictive["predictive"] is True
     assert predictive["probabilities"][0]["p"] > expected["probabilities"][0]["p"]
 
@@ -185,11 +208,13 @@ def test_predict_rejects_unknown_runs_and_bad_targets(plumber_url, gaussian_fit)
     assert r.status_code == 404 and "unknown or expired" in r.json()["error"] and r.json()["status"] == 404
     assert post(plumber_url, "/growth/predict_prob", {"run_id": "../../etc", "targets": target}).status_code == 404
     run_id = gaussian_fit["body"]["run_id"]
-    for bad, message in [({"run_id": run_id, "targets": []}, "targets is empty"),
-                         ({"run_id": run_id}, "targets is missing"),
-                         ({"targets": target}, "run_id is missing"),
-                         ({"run_id": run_id, "targets": [{"student": "a", "target_week": 3, "goal": 2}]}, "targets.goal"),
-                         ({"run_id": run_id, "targets": [{"student": "a", "goal": 0.5}]}, "target_week")]:
+    for bad, message in [
+        ({"run_id": run_id, "targets": []}, "targets is empty"),
+        ({"run_id": run_id}, "targets is missing"),
+        ({"targets": target}, "run_id is missing"),
+        ({"run_id": run_id, "targets": [{"student": "a", "target_week": 3, "goal": 2}]}, "targets.goal"),
+        ({"run_id": run_id, "targets": [{"student": "a", "goal": 0.5}]}, "target_week"),
+    ]:
         r = post(plumber_url, "/growth/predict_prob", bad)
         assert r.status_code == 400 and message in r.json()["error"], (bad, r.text)
 
@@ -201,16 +226,20 @@ def test_second_fit_of_a_family_does_not_compile(plumber_url, gaussian_fit):
     seconds = time.monotonic() - t0
     assert r.status_code == 200, r.text
     d = r.json()["diagnostics"]
-    print(f"\nsecond gaussian fit (12x5, 400 x 1): {seconds:.1f} s wall, first fit {gaussian_fit['seconds']:.1f} s "
-          f"(compile {gaussian_fit['body']['diagnostics']['compile_seconds']:.1f} s)")
+    print(
+        f"\nsecond gaussian fit (12x5, 400 x 1): {seconds:.1f} s wall, first fit {gaussian_fit['seconds']:.1f} s "
+        f"(compile {gaussian_fit['body']['diagnostics']['compile_seconds']:.1f} s)"
+    )
     assert d["compile_seconds"] == 0 and d["model_source"] in ("memory", "disk")
     assert seconds < 120
 
 
 def test_binomial_fit_with_weeks_at_zero_and_full_marks(plumber_url):
-    sim = simulate_growth(n_students=30, n_weeks=6, beta0=-0.2, beta1=0.25, sd0=0.6, sd1=0.1, family="binomial", seed=11)
+    sim = simulate_growth(
+        n_students=30, n_weeks=6, beta0=-0.2, beta1=0.25, sd0=0.6, sd1=0.1, family="binomial", seed=11
+    )
     data = sim.data
-    for i, (student, week) in enumerate(zip(data["student"], data["week"])):
+    for i, student in enumerate(data["student"]):
         if student == "stu-000":
             data["score"][i] = 0.0
         if student == "stu-001":
@@ -224,32 +253,66 @@ def test_binomial_fit_with_weeks_at_zero_and_full_marks(plumber_url):
     assert by_name["stu-000"]["intercept_mean"] < by_name["stu-001"]["intercept_mean"]
     week = body["posterior_summary"]["week"]
     assert week["q2.5"] <= sim.beta1 <= week["q97.5"]
-    print(f"\nbinomial 30x6 fit: max R-hat {body['diagnostics']['max_rhat']:.4f}, "
-          f"sampling {body['diagnostics']['sampling_seconds']:.1f} s")
-    p = post(plumber_url, "/growth/predict_prob", {"run_id": body["run_id"], "predictive": True, "targets": [
-        {"student": "stu-001", "target_week": 6, "goal": 0.9, "n": 10}, {"student": "stu-000", "target_week": 6, "goal": 0.5, "n": 10},
-        {"student": "new", "target_week": 6, "goal": 0.5, "n": 10}]})
+    print(
+        f"\nbinomial 30x6 fit: max R-hat {body['diagnostics']['max_rhat']:.4f}, "
+        f"sampling {body['diagnostics']['sampling_seconds']:.1f} s"
+    )
+    p = post(
+        plumber_url,
+        "/growth/predict_prob",
+        {
+            "run_id": body["run_id"],
+            "predictive": True,
+            "targets": [
+                {"student": "stu-001", "target_week": 6, "goal": 0.9, "n": 10},
+                {"student": "stu-000", "target_week": 6, "goal": 0.5, "n": 10},
+                {"student": "new", "target_week": 6, "goal": 0.5, "n": 10},
+            ],
+        },
+    )
     assert p.status_code == 200, p.text
     high, low, new = (x["p"] for x in p.json()["probabilities"])
     assert high > 0.5 > low and 0 < new < 1
-    missing_n = post(plumber_url, "/growth/predict_prob", {"run_id": body["run_id"], "predictive": True,
-                                                           "targets": [{"student": "new", "target_week": 6, "goal": 0.5}]})
+    missing_n = post(
+        plumber_url,
+        "/growth/predict_prob",
+        {"run_id": body["run_id"], "predictive": True, "targets": [{"student": "new", "target_week": 6, "goal": 0.5}]},
+    )
     assert missing_n.status_code == 400 and "targets.n" in missing_n.json()["error"]
 
 
 def test_collapsed_engine_is_dispatched(plumber_url, gaussian_sim):
-    r = post(plumber_url, "/growth/fit", {"data": gaussian_sim.data, "iter": 1000, "chains": 2, "family": "gaussian",
-                                          "engine": "collapsed", "seed": 1})
+    r = post(
+        plumber_url,
+        "/growth/fit",
+        {"data": gaussian_sim.data, "iter": 1000, "chains": 2, "family": "gaussian", "engine": "collapsed", "seed": 1},
+    )
     assert r.status_code == 200, r.text  # the project installs the engine (scripts/setup.sh)
     body = r.json()
     assert body["engine"] == "collapsed" and body["run_id"] and len(body["students"]) == 40
-    p = post(plumber_url, "/growth/predict_prob", {"run_id": body["run_id"], "targets": [
-        {"student": "stu-000", "target_week": 11, "goal": 0.7}, {"student": "new", "target_week": 11, "goal": 0.7}]})
+    p = post(
+        plumber_url,
+        "/growth/predict_prob",
+        {
+            "run_id": body["run_id"],
+            "targets": [
+                {"student": "stu-000", "target_week": 11, "goal": 0.7},
+                {"student": "new", "target_week": 11, "goal": 0.7},
+            ],
+        },
+    )
     assert p.status_code == 200, p.text
     assert [x["seen"] for x in p.json()["probabilities"]] == [True, False]
     assert p.json()["predictive"] is False and p.json()["method"]
-    predictive = post(plumber_url, "/growth/predict_prob", {"run_id": body["run_id"], "predictive": True, "targets": [
-        {"student": "stu-000", "target_week": 11, "goal": 0.7}]})
+    predictive = post(
+        plumber_url,
+        "/growth/predict_prob",
+        {
+            "run_id": body["run_id"],
+            "predictive": True,
+            "targets": [{"student": "stu-000", "target_week": 11, "goal": 0.7}],
+        },
+    )
     assert predictive.status_code == 200 and predictive.json()["predictive"] is True, predictive.text
     # a week's noise makes a far-off goal more reachable for the observed score than for the expected one
     assert predictive.json()["probabilities"][0]["p"] != p.json()["probabilities"][0]["p"]
@@ -266,15 +329,30 @@ BAD_FITS = [
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, None]}}, "data.score has missing"),
     ({"data": {"student": ["a", "b"], "week": [0, 1.5], "score": [0.5, 0.6]}}, "data.week must contain whole numbers"),
     ({"data": {"student": ["a", "a"], "week": [0, 1], "score": [0.5, 0.6]}}, "at least 2 students"),
-    ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "iter": 100}, "iter must be between 200 and 20000"),
+    (
+        {"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "iter": 100},
+        "iter must be between 200 and 20000",
+    ),
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "iter": 50000}, "iter must be between"),
-    ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "chains": 0}, "chains must be between 1 and 8"),
+    (
+        {"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "chains": 0},
+        "chains must be between 1 and 8",
+    ),
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "chains": 9}, "chains must be between"),
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "family": "poisson"}, "unknown family"),
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "engine": "stan"}, "unknown engine"),
-    ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6], "n": [5, 5]}, "family": "binomial",
-      "engine": "collapsed"}, "only family 'gaussian'"),
-    ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "family": "binomial"}, "data.n (attempts) is required"),
+    (
+        {
+            "data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6], "n": [5, 5]},
+            "family": "binomial",
+            "engine": "collapsed",
+        },
+        "only family 'gaussian'",
+    ),
+    (
+        {"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "family": "binomial"},
+        "data.n (attempts) is required",
+    ),
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "seed": "x"}, "seed must be an integer"),
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "chain": 2}, "unknown field"),
 ]
@@ -289,7 +367,9 @@ def test_bad_fit_requests_are_400(plumber_url, body, message):
 
 def test_malformed_bodies_are_400_and_the_service_stays_up(plumber_url):
     for content in (b"", b"{not json", b"[1, 2]"):
-        r = httpx.post(f"{plumber_url}/growth/fit", content=content, headers={"Content-Type": "application/json"}, timeout=30)
+        r = httpx.post(
+            f"{plumber_url}/growth/fit", content=content, headers={"Content-Type": "application/json"}, timeout=30
+        )
         assert r.status_code == 400 and r.json()["error"], content
     assert httpx.get(f"{plumber_url}/nowhere", timeout=10).status_code == 404
     assert httpx.get(f"{plumber_url}/health", timeout=10).json()["status"] == "ok"
@@ -310,9 +390,14 @@ def test_fits_beyond_the_workers_wait_in_a_queue(plumber_url, gaussian_sim):
     """One worker (BRMS_WORKERS default): a second fit waits for the first, /health shows it queued."""
     small = simulate_growth(n_students=10, n_weeks=4, seed=8)
     results: dict = {}
-    first = fit_in_background(plumber_url, {"data": gaussian_sim.data, "iter": 1000, "chains": 2, "seed": 1}, results, "a")
-    second = threading.Thread(target=lambda: results.update(b=post(plumber_url, "/growth/fit", {
-        "data": small.data, "iter": 400, "chains": 1, "seed": 1})))
+    first = fit_in_background(
+        plumber_url, {"data": gaussian_sim.data, "iter": 1000, "chains": 2, "seed": 1}, results, "a"
+    )
+    second = threading.Thread(
+        target=lambda: results.update(
+            b=post(plumber_url, "/growth/fit", {"data": small.data, "iter": 400, "chains": 1, "seed": 1})
+        )
+    )
     second.start()
     queued = []
     while first.is_alive():
@@ -332,8 +417,12 @@ def test_a_fit_whose_worker_dies_is_500_and_the_service_goes_on(plumber_service,
     result = {}
     thread = fit_in_background(url, {"data": gaussian_sim.data, "iter": 2000, "chains": 2, "seed": 3}, result, "r")
     time.sleep(2)
-    children = subprocess.run(["ps", "--ppid", str(plumber_service.process.pid), "-o", "pid=,args="],
-                              capture_output=True, text=True, check=True).stdout.splitlines()
+    children = subprocess.run(
+        ["ps", "--ppid", str(plumber_service.process.pid), "-o", "pid=,args="],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     workers = [line.split()[0] for line in children if "--slave" in line]
     assert len(workers) == 1, children
     subprocess.run(["kill", "-KILL", workers[0]], check=True)
@@ -361,8 +450,10 @@ def test_fits_survive_a_restart(plumber_service, gaussian_fit):
 @pytest.fixture(scope="module")
 def guarded_service(tmp_path_factory):
     """A second instance with a bearer token and a 1 MB body limit (no fits run on it)."""
-    service = PlumberService(fits_dir=tmp_path_factory.mktemp("guarded-fits"),
-                             env={"BRMS_PLUMBER_TOKEN": "s3cret", "BRMS_MAX_BODY_MB": "1", "BRMS_WARMUP_FAMILIES": ""})
+    service = PlumberService(
+        fits_dir=tmp_path_factory.mktemp("guarded-fits"),
+        env={"BRMS_PLUMBER_TOKEN": "s3cret", "BRMS_MAX_BODY_MB": "1", "BRMS_WARMUP_FAMILIES": ""},
+    )
     service.start()
     yield service
     service.stop()
@@ -392,17 +483,24 @@ def test_oversized_bodies_are_413(guarded_service):
         pass  # the service may close the connection while the client still sends; the raw check below is exact
     # announced size only: refused from the headers, before any body is sent
     with socket.create_connection(("127.0.0.1", guarded_service.port), timeout=10) as s:
-        s.sendall(b"POST /growth/fit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
-                  b"Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n")
+        s.sendall(
+            b"POST /growth/fit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n"
+        )
         answer = b""
         while chunk := s.recv(4096):  # the service closes the connection after answering
             answer += chunk
     head, _, payload = answer.decode().partition("\r\n\r\n")
     assert head.startswith("HTTP/1.1 413"), head
-    assert json.loads(payload) == {"error": "request body too large: the limit is 1 MB (BRMS_MAX_BODY_MB)", "status": 413}
+    assert json.loads(payload) == {
+        "error": "request body too large: the limit is 1 MB (BRMS_MAX_BODY_MB)",
+        "status": 413,
+    }
     assert httpx.get(f"{url}/health", timeout=10).json()["status"] == "ok"
 
 
 def test_r_unit_tests_pass():
-    run = subprocess.run(["Rscript", str(SERVICE_DIR / "tests" / "run_tests.R")], capture_output=True, text=True, timeout=600)
+    # the package's testthat tests (r-brms-plumber/tests/testthat), loaded from source by testthat
+    code = f"testthat::test_local({str(SERVICE_DIR)!r}, reporter = 'summary', stop_on_failure = TRUE)"
+    run = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

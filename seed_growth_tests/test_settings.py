@@ -27,16 +27,31 @@ def test_both_names_are_read(name, alias, field, value):
 
 
 def test_documented_name_wins_when_both_disagree():
-    s = GrowthSettings.from_env({"LOOKBACK_WEEKS": "6", "BRMS_LOOKBACK_WEEKS": "12", "BRMS_N_CHAINS": "3", "BRMS_CHAINS": "2"})
+    s = GrowthSettings.from_env(
+        {"LOOKBACK_WEEKS": "6", "BRMS_LOOKBACK_WEEKS": "12", "BRMS_N_CHAINS": "3", "BRMS_CHAINS": "2"}
+    )
     assert s.lookback_weeks == 6 and s.chains == 2
     assert any("LOOKBACK_WEEKS=6 and BRMS_LOOKBACK_WEEKS=12 disagree; using LOOKBACK_WEEKS=6" in w for w in s.warnings)
     assert any("BRMS_CHAINS=2" in w for w in s.warnings)
 
 
 def test_other_settings():
-    s = GrowthSettings.from_env({"BRMS_FAMILY": "Binomial", "METRICS_USE_BAYESIAN": "false", "GOAL_SCORE": "0.7",
-                                 "GOAL_HORIZON_WEEKS": "2", "BRMS_ENGINE": "auto"})
-    assert (s.family, s.use_bayesian, s.goal_score, s.goal_horizon_weeks, s.fit_engine) == ("binomial", False, 0.7, 2, "brms")
+    s = GrowthSettings.from_env(
+        {
+            "BRMS_FAMILY": "Binomial",
+            "METRICS_USE_BAYESIAN": "false",
+            "GOAL_SCORE": "0.7",
+            "GOAL_HORIZON_WEEKS": "2",
+            "BRMS_ENGINE": "auto",
+        }
+    )
+    assert (s.family, s.use_bayesian, s.goal_score, s.goal_horizon_weeks, s.fit_engine) == (
+        "binomial",
+        False,
+        0.7,
+        2,
+        "brms",
+    )
 
 
 @pytest.mark.parametrize(
@@ -49,13 +64,22 @@ def test_other_settings():
         ({"BRMS_N_CHAINS": "0"}, "BRMS_CHAINS (or BRMS_N_CHAINS)=0 is out of range"),
         ({"BRMS_FAMILY": "poisson"}, "BRMS_FAMILY='poisson' is not a supported family"),
         ({"BRMS_ENGINE": "vi"}, "BRMS_ENGINE='vi' is not an engine"),
-        ({"BRMS_ENGINE": "collapsed", "BRMS_FAMILY": "binomial"}, "BRMS_ENGINE=collapsed only fits the gaussian family"),
+        (
+            {"BRMS_ENGINE": "collapsed", "BRMS_FAMILY": "binomial"},
+            "BRMS_ENGINE=collapsed only fits the gaussian family",
+        ),
         ({"METRICS_USE_BAYESIAN": "maybe"}, "METRICS_USE_BAYESIAN='maybe' is not a boolean"),
         ({"GOAL_SCORE": "1.5"}, "GOAL_SCORE=1.5 must be in (0, 1]"),
         ({"GOAL_SCORE": "high"}, "GOAL_SCORE='high' is not a number"),
-        ({"ATTEMPT_RELATION": "attempt; DROP TABLE weekly_kpi"}, "ATTEMPT_RELATION='attempt; DROP TABLE weekly_kpi' is not a plain SQL identifier"),
+        (
+            {"ATTEMPT_RELATION": "attempt; DROP TABLE weekly_kpi"},
+            "ATTEMPT_RELATION='attempt; DROP TABLE weekly_kpi' is not a plain SQL identifier",
+        ),
         ({"ATTEMPT_TIME_COLUMN": 'ts"--'}, "ATTEMPT_TIME_COLUMN="),
-        ({"ATTEMPT_USER_COLUMN": "public.user_id"}, "ATTEMPT_USER_COLUMN='public.user_id' is not a plain SQL identifier"),
+        (
+            {"ATTEMPT_USER_COLUMN": "public.user_id"},
+            "ATTEMPT_USER_COLUMN='public.user_id' is not a plain SQL identifier",
+        ),
     ],
 )
 def test_invalid_values_name_the_variable(env, message):
@@ -72,3 +96,23 @@ def test_schema_qualified_relation_is_allowed():
 def test_overrides_win_over_environment():
     s = GrowthSettings.from_env({"LOOKBACK_WEEKS": "8"}, lookback_weeks=12, family=None)
     assert s.lookback_weeks == 12 and s.family == "gaussian"
+
+
+def test_as_record_names_what_a_run_used():
+    record = GrowthSettings.from_env({"BRMS_LOOKBACK_WEEKS": "12", "BRMS_N_SAMPLES": "2000"}).as_record()
+    assert record["lookback_weeks"] == 12 and record["iter"] == 2000 and record["fit_engine"] == "collapsed"
+    assert record["source"]["relation"] == "attempt" and "warnings" not in record
+
+
+@pytest.mark.parametrize("name", ["LOOKBACK_WEEKS", "BRMS_LOOKBACK_WEEKS"])
+def test_the_resource_defaults_follow_either_name(name):
+    from seed_growth.resources import GrowthSettingsResource
+
+    assert GrowthSettingsResource.from_env({name: "6"}).lookback_weeks == 6
+    assert GrowthSettingsResource.from_env({}).lookback_weeks == 8
+
+
+def test_rounded_metadata():
+    from seed_growth.reporting import rounded
+
+    assert rounded(1.0058639964593752) == 1.0059 and rounded(1234.56789) == 1234.5679

@@ -6,7 +6,10 @@ import json
 import pytest
 
 from seed_growth.settings import SourceRelation
-from seed_growth.sql import queries
+from seed_growth.sql import demo as demo_sql
+from seed_growth.sql import kpi as kpi_sql
+from seed_growth.sql import schema as schema_sql
+from seed_growth.sql import scores as scores_sql
 from seed_growth.window import ScoreWindow
 
 WINDOW = ScoreWindow(dt.date(2026, 11, 16), lookback_weeks=3)  # weeks of Nov 2, Nov 9, Nov 16
@@ -17,10 +20,11 @@ def add_attempts(conn, rows, relation="attempt"):
         cur.executemany(f"INSERT INTO {relation} (user_id, is_correct, attempted_at) VALUES (%s, %s, %s)", rows)
 
 
-def aggregate(conn, source=SourceRelation(), window=WINDOW):
+def aggregate(conn, source: SourceRelation | None = None, window=WINDOW):
+    source = source or SourceRelation()
     with conn.transaction():
-        n = queries.replace_weekly_scores(conn, source, window)
-    return n, queries.read_weekly_scores(conn, window.as_of_week)
+        n = scores_sql.replace_weekly_scores(conn, source, window)
+    return n, scores_sql.read_weekly_scores(conn, window.as_of_week)
 
 
 def test_window_bounds():
@@ -31,18 +35,21 @@ def test_window_bounds():
 
 
 def test_aggregation_by_utc_week_with_gaps(conn):
-    add_attempts(conn, [
-        ("a", True, "2026-11-01 23:59:59+00"),   # before the window
-        ("a", True, "2026-11-02 00:00:00+00"),   # week 0, first second
-        ("a", False, "2026-11-08 23:59:59+00"),  # week 0, last second
-        ("a", True, "2026-11-09 01:30:00+02"),   # = Nov 8 23:30 UTC: still week 0
-        ("a", True, "2026-11-16 00:00:00+00"),   # week 2 (week 1 missed)
-        ("a", True, "2026-11-23 00:00:00+00"),   # after the window
-        ("b", True, "2026-11-20 10:00:00+00"),
-        ("b", False, "2026-11-21 10:00:00+00"),
-        ("b", True, "2026-11-22 23:59:59+00"),   # week 2: 2 of 3
-        ("c", True, "2026-10-20 10:00:00+00"),   # no attempts in the window: absent, not zero
-    ])
+    add_attempts(
+        conn,
+        [
+            ("a", True, "2026-11-01 23:59:59+00"),  # before the window
+            ("a", True, "2026-11-02 00:00:00+00"),  # week 0, first second
+            ("a", False, "2026-11-08 23:59:59+00"),  # week 0, last second
+            ("a", True, "2026-11-09 01:30:00+02"),  # = Nov 8 23:30 UTC: still week 0
+            ("a", True, "2026-11-16 00:00:00+00"),  # week 2 (week 1 missed)
+            ("a", True, "2026-11-23 00:00:00+00"),  # after the window
+            ("b", True, "2026-11-20 10:00:00+00"),
+            ("b", False, "2026-11-21 10:00:00+00"),
+            ("b", True, "2026-11-22 23:59:59+00"),  # week 2: 2 of 3
+            ("c", True, "2026-10-20 10:00:00+00"),  # no attempts in the window: absent, not zero
+        ],
+    )
     n, scores = aggregate(conn)
     assert n == 3
     got = {(r.student, r.week): (r.score, r.n_attempts, r.week_start) for r in scores.itertuples()}
@@ -51,7 +58,11 @@ def test_aggregation_by_utc_week_with_gaps(conn):
         ("a", 2): (1.0, 1, dt.date(2026, 11, 16)),
         ("b", 2): (pytest.approx(2 / 3), 3, dt.date(2026, 11, 16)),
     }
-    assert queries.weekly_scores_problems(conn, WINDOW.as_of_week) == {"rows": 3, "scores_outside_0_1": 0, "duplicate_student_weeks": 0}
+    assert scores_sql.weekly_scores_problems(conn, WINDOW.as_of_week) == {
+        "rows": 3,
+        "scores_outside_0_1": 0,
+        "duplicate_student_weeks": 0,
+    }
 
 
 def test_rematerializing_replaces_the_partition_only(conn):
@@ -62,14 +73,14 @@ def test_rematerializing_replaces_the_partition_only(conn):
     add_attempts(conn, [("a", False, "2026-11-10 11:00:00+00")])
     n, scores = aggregate(conn)
     assert n == 1 and scores["score"].tolist() == [0.5]
-    assert queries.read_weekly_scores(conn, other.as_of_week)["score"].tolist() == [1.0]  # untouched
+    assert scores_sql.read_weekly_scores(conn, other.as_of_week)["score"].tolist() == [1.0]  # untouched
 
 
 def test_empty_window(conn):
     add_attempts(conn, [("a", True, "2026-10-01 10:00:00+00")])
     n, scores = aggregate(conn)
     assert n == 0 and scores.empty
-    assert queries.weekly_scores_problems(conn, WINDOW.as_of_week)["rows"] == 0
+    assert scores_sql.weekly_scores_problems(conn, WINDOW.as_of_week)["rows"] == 0
 
 
 def test_configured_relation_and_columns(conn):
@@ -78,17 +89,17 @@ def test_configured_relation_and_columns(conn):
     conn.execute("CREATE VIEW platform.answers AS SELECT learner, ok, at FROM platform.raw")
     conn.execute("INSERT INTO platform.raw VALUES (7, true, '2026-11-17 08:00+00'), (7, NULL, '2026-11-17 09:00+00')")
     source = SourceRelation(relation="platform.answers", user_column="learner", correct_column="ok", time_column="at")
-    queries.check_source(conn, source)
+    scores_sql.check_source(conn, source)
     n, scores = aggregate(conn, source)
     assert n == 1 and scores.iloc[0]["student"] == "7" and scores.iloc[0]["n_attempts"] == 1  # NULL answers skipped
     conn.execute("DROP SCHEMA platform CASCADE")
 
 
 def test_missing_relation_and_column_are_named(conn):
-    with pytest.raises(LookupError, match="source relation 'nowhere' .ATTEMPT_RELATION. does not exist"):
-        queries.check_source(conn, SourceRelation(relation="nowhere"))
-    with pytest.raises(LookupError, match="column 'answered_at' .ATTEMPT_TIME_COLUMN. is not in 'attempt'"):
-        queries.check_source(conn, SourceRelation(time_column="answered_at"))
+    with pytest.raises(LookupError, match=r"source relation 'nowhere' \(ATTEMPT_RELATION\) does not exist"):
+        scores_sql.check_source(conn, SourceRelation(relation="nowhere"))
+    with pytest.raises(LookupError, match=r"column 'answered_at' \(ATTEMPT_TIME_COLUMN\) is not in 'attempt'"):
+        scores_sql.check_source(conn, SourceRelation(time_column="answered_at"))
 
 
 def test_schema_applies_twice_without_change(conn):
@@ -96,14 +107,16 @@ def test_schema_applies_twice_without_change(conn):
         return conn.execute(
             """SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
                WHERE table_schema = 'public' ORDER BY 1, 2"""
-        ).fetchall(), conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1").fetchall()
+        ).fetchall(), conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+        ).fetchall()
 
     conn.execute("INSERT INTO weekly_kpi (user_id, week_start, kpis) VALUES ('a', '2026-11-16', '{\"streak\": 3}')")
     before = snapshot()
-    queries.apply_schema(conn, demo_source=True)
-    queries.apply_schema(conn, demo_source=True)
+    schema_sql.apply_schema(conn, demo_source=True)
+    schema_sql.apply_schema(conn, demo_source=True)
     assert snapshot() == before
-    assert queries.count_rows(conn, "weekly_kpi") == 1
+    assert demo_sql.count_rows(conn, "weekly_kpi") == 1
 
 
 def test_kpi_merge_keeps_other_keys_and_is_all_or_nothing(conn):
@@ -116,7 +129,7 @@ def test_kpi_merge_keeps_other_keys_and_is_all_or_nothing(conn):
     )
     payloads = pd.DataFrame({"student": ["a", "c"], "kpis": [{"P": 0.7, "P_method": "x"}, {"P": 0.2, "P_method": "x"}]})
     with conn.transaction():
-        assert queries.merge_kpis(conn, week, payloads) == 2
+        assert kpi_sql.merge_kpis(conn, week, payloads) == 2
     rows = dict(conn.execute("SELECT user_id || '@' || week_start, kpis FROM weekly_kpi").fetchall())
     assert rows == {
         "a@2026-11-16": {"streak": 3, "P": 0.7, "P_method": "x"},
@@ -126,5 +139,5 @@ def test_kpi_merge_keeps_other_keys_and_is_all_or_nothing(conn):
     bad = pd.DataFrame({"student": ["a", "d"], "kpis": [{"P": 0.9}, {"P": float("nan")}]})
     with pytest.raises(ValueError):
         with conn.transaction():
-            queries.merge_kpis(conn, week, bad)
+            kpi_sql.merge_kpis(conn, week, bad)
     assert dict(conn.execute("SELECT user_id || '@' || week_start, kpis FROM weekly_kpi").fetchall()) == rows

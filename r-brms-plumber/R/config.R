@@ -16,8 +16,15 @@ env_number <- function(name, default, min = -Inf, max = Inf, integer = TRUE) {
   if (integer) as.integer(value) else value
 }
 
-# All settings of the service. `root` is the folder holding plumber.R and R/.
-read_config <- function(root) {
+#' The service's configuration
+#'
+#' Reads every setting from the environment once, at start-up (README.md, "Environment"): listen address,
+#' model and fit folders, store bounds, workers and queue, limits, bearer token, warm-up families, the
+#' collapsed engine's interpreter and the sampler settings.
+#'
+#' @return A named list of settings.
+#' @export
+read_config <- function() {
   model_dir <- normalizePath(
     env_string("BRMS_MODEL_DIR", file.path(Sys.getenv("HOME", tempdir()), ".cache", "r-brms-plumber")),
     mustWork = FALSE)
@@ -30,7 +37,6 @@ read_config <- function(root) {
                  paste(unknown, collapse = ", "), paste(GROWTH_FAMILIES, collapse = ", ")), call. = FALSE)
   }
   list(
-    root = normalizePath(root),
     host = env_string("BRMS_PLUMBER_HOST", "127.0.0.1"),
     port = env_number("BRMS_PLUMBER_PORT", 8000L, 1, 65535),
     model_dir = model_dir,

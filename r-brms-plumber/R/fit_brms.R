@@ -47,7 +47,9 @@ sampler_diagnostics <- function(stanfit, max_treedepth) {
 convergence_table <- function(draws_array) {
   s <- posterior::summarise_draws(draws_array, rhat = posterior::rhat, ess_bulk = posterior::ess_bulk,
                                   ess_tail = posterior::ess_tail)
-  rows <- lapply(seq_len(nrow(s)), function(i) list(rhat = s$rhat[i], ess_bulk = s$ess_bulk[i], ess_tail = s$ess_tail[i]))
+  rows <- lapply(seq_len(nrow(s)), function(i) {
+    list(rhat = s$rhat[i], ess_bulk = s$ess_bulk[i], ess_tail = s$ess_tail[i])
+  })
   names(rows) <- s$variable
   list(parameters = rows,
        max_rhat = suppressWarnings(max(s$rhat, na.rm = TRUE)),
@@ -103,7 +105,8 @@ fit_brms_job <- function(args) {
     http_error(500L, "the Stan fit failed: no chain produced draws", stan_reason(c(printed, warnings)))
   }
 
-  pop_vars <- BRMS_POP_VARIABLES[if (family == "gaussian") names(BRMS_POP_VARIABLES) else setdiff(names(BRMS_POP_VARIABLES), "sigma")]
+  pop_names <- names(BRMS_POP_VARIABLES)
+  pop_vars <- BRMS_POP_VARIABLES[if (family == "gaussian") pop_names else setdiff(pop_names, "sigma")]
   pop_array <- posterior::as_draws_array(fit, variable = unname(pop_vars))
   posterior::variables(pop_array) <- names(pop_vars)
   conv <- convergence_table(pop_array)

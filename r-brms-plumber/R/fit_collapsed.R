@@ -16,7 +16,9 @@ stderr_tail <- function(text, n = 20L) {
 
 # Turn the outcome of an engine command into an error, or return nothing when it succeeded.
 check_engine_result <- function(status, stderr, python, what, timed_out = FALSE, timeout = 0) {
-  if (timed_out) http_error(500L, sprintf("the collapsed engine's %s did not finish within %s s", what, format(timeout)))
+  if (timed_out) {
+    http_error(500L, sprintf("the collapsed engine's %s did not finish within %s s", what, format(timeout)))
+  }
   if (identical(status, 0L)) return(invisible())
   if (engine_not_installed(stderr)) {
     http_error(503L, sprintf("the collapsed engine is not installed: '%s -m growth_engine' failed: %s",
@@ -26,12 +28,15 @@ check_engine_result <- function(status, stderr, python, what, timed_out = FALSE,
   if (identical(status, ENGINE_NOT_FOUND_STATUS)) {
     http_error(404L, sprintf("the collapsed engine found no usable fit state: %s", stderr_tail(stderr, 3L)))
   }
-  http_error(500L, sprintf("the collapsed engine's %s failed (exit code %s): %s", what, format(status), stderr_tail(stderr)))
+  http_error(500L, sprintf("the collapsed engine's %s failed (exit code %s): %s", what, format(status),
+                           stderr_tail(stderr)))
 }
 
 engine_unavailable <- function(python, e) {
-  reason <- if (!nzchar(Sys.which(python))) "no such executable" else {
+  reason <- if (nzchar(Sys.which(python))) {
     utils::tail(strsplit(trimws(conditionMessage(e)), "\n", fixed = TRUE)[[1]], 1L)
+  } else {
+    "no such executable"
   }
   http_error(503L, sprintf("the collapsed engine is not available: cannot run GROWTH_ENGINE_PYTHON '%s' (%s)",
                            python, reason))
@@ -41,8 +46,12 @@ engine_unavailable <- function(python, e) {
 # its numbers) as written.
 with_run_fields <- function(engine_json, run_id, fitted_at) {
   parsed <- tryCatch(jsonlite::parse_json(engine_json, simplifyVector = FALSE),
-                     error = function(e) http_error(500L, "the collapsed engine wrote invalid JSON: ", conditionMessage(e)))
-  if (!is.list(parsed) || is.null(names(parsed))) http_error(500L, "the collapsed engine's response is not a JSON object")
+                     error = function(e) {
+                       http_error(500L, "the collapsed engine wrote invalid JSON: ", conditionMessage(e))
+                     })
+  if (!is.list(parsed) || is.null(names(parsed))) {
+    http_error(500L, "the collapsed engine's response is not a JSON object")
+  }
   missing <- setdiff(c("model", "posterior_summary", "students", "diagnostics"), names(parsed))
   if (length(missing)) http_error(500L, "the collapsed engine's response lacks ", paste(missing, collapse = ", "))
   head <- list(run_id = run_id, engine = "collapsed", fitted_at = fitted_at)
@@ -112,7 +121,9 @@ predict_collapsed <- function(meta, request, cfg) {
     unlink(path)
     check_engine_result(res$status, res$stderr, python, "predict", res$timed_out, cfg$engine_timeout_seconds)
     out <- tryCatch(jsonlite::fromJSON(res$stdout, simplifyVector = TRUE),
-                    error = function(e) http_error(500L, "the collapsed engine's predict printed invalid JSON: ", conditionMessage(e)))
+                    error = function(e) {
+                      http_error(500L, "the collapsed engine's predict printed invalid JSON: ", conditionMessage(e))
+                    })
     # an engine that does not know `predictive` answers expected-score probabilities: never pass those off
     # as predictive ones
     if (request$predictive && !isTRUE(out$predictive)) {
@@ -138,7 +149,8 @@ predict_collapsed <- function(meta, request, cfg) {
 # Whether the engine can be run: -> list(available, detail). Asynchronous (a promise), for /health.
 check_engine_async <- function(python) {
   code <- paste("import importlib.util, sys",
-                "ok = importlib.util.find_spec('growth_engine') is not None and importlib.util.find_spec('growth_engine.__main__') is not None",
+                paste("ok = importlib.util.find_spec('growth_engine') is not None and",
+                      "importlib.util.find_spec('growth_engine.__main__') is not None"),
                 "sys.exit(0 if ok else 3)", sep = "; ")
   promises::then(
     run_process_async(python, c("-c", code), timeout = 30),
@@ -154,7 +166,8 @@ check_engine_async <- function(python) {
 # timed_out); rejected with a 503 when the command cannot be started.
 run_process_async <- function(command, args, timeout = 0, poll = 0.05) {
   promises::promise(function(resolve, reject) {
-    out <- tempfile("engine-out-"); err <- tempfile("engine-err-")
+    out <- tempfile("engine-out-")
+    err <- tempfile("engine-err-")
     proc <- tryCatch(processx::process$new(command, args, stdout = out, stderr = err, cleanup = TRUE,
                                            cleanup_tree = TRUE),
                      error = function(e) e)
@@ -167,8 +180,11 @@ run_process_async <- function(command, args, timeout = 0, poll = 0.05) {
       timed_out <- timeout > 0 && as.numeric(difftime(Sys.time(), started, units = "secs")) > timeout
       if (proc$is_alive() && !timed_out) return(later::later(check, poll))
       if (timed_out) proc$kill_tree()
-      read <- function(f) if (file.exists(f)) paste(readLines(f, warn = FALSE, encoding = "UTF-8"), collapse = "\n") else ""
-      res <- list(status = if (timed_out) NA_integer_ else proc$get_exit_status(), stdout = read(out), stderr = read(err),
+      read <- function(f) {
+        if (file.exists(f)) paste(readLines(f, warn = FALSE, encoding = "UTF-8"), collapse = "\n") else ""
+      }
+      res <- list(status = if (timed_out) NA_integer_ else proc$get_exit_status(), stdout = read(out),
+                  stderr = read(err),
                   timed_out = timed_out)
       unlink(c(out, err))
       resolve(res)

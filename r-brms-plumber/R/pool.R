@@ -2,11 +2,12 @@
 # answering (/health, predict_prob) while Stan samples. Jobs wait in a FIFO queue when all workers are
 # busy; each submit() returns a promise that the event loop (later) settles when the worker is done.
 #
-# Worker life: starting -> init (sources R/, loads brms) -> idle <-> busy; a worker that crashed, timed
+# Worker life: starting -> init (loads this package and brms) -> idle <-> busy; a worker that crashed, timed
 # out, or ran `max_jobs` jobs is replaced. At most one job at a time may compile a given family's model:
 # a job for a family whose template is not on disk waits while another job of that family runs.
 
-WorkerPool <- R6::R6Class("WorkerPool",
+# (An R6 class: CamelCase like its kind, and its methods count as one function for cyclocomp.)
+WorkerPool <- R6::R6Class("WorkerPool", # nolint: object_name_linter, cyclocomp_linter.
   public = list(
     initialize = function(size, init_fun, init_args, can_run = function(job, running) TRUE,
                           max_jobs = 50L, job_timeout = 0, tick = 0.1) {
@@ -25,7 +26,10 @@ WorkerPool <- R6::R6Class("WorkerPool",
     # `key` (e.g. the model family) is what can_run() looks at; `label` names the job in logs.
     submit = function(fn, args, key = NULL, label = fn) {
       job <- new.env(parent = emptyenv())
-      job$fn <- fn; job$args <- args; job$key <- key; job$label <- label
+      job$fn <- fn
+      job$args <- args
+      job$key <- key
+      job$label <- label
       job$submitted <- Sys.time()
       p <- promises::promise(function(resolve, reject) {
         job$resolve <- resolve
@@ -59,7 +63,11 @@ WorkerPool <- R6::R6Class("WorkerPool",
 
     new_worker = function(i, failures = 0L) {
       w <- new.env(parent = emptyenv())
-      w$id <- i; w$state <- "starting"; w$jobs <- 0L; w$failures <- failures; w$job <- NULL
+      w$id <- i
+      w$state <- "starting"
+      w$jobs <- 0L
+      w$failures <- failures
+      w$job <- NULL
       w$not_before <- Sys.time() + if (failures > 0) min(60, 2^failures) else 0
       w$session <- NULL
       w
@@ -115,7 +123,9 @@ WorkerPool <- R6::R6Class("WorkerPool",
         if (w$session$poll_process(0) != "ready") return(invisible())
         msg <- w$session$read()
         if (is.null(msg)) return(invisible())
-        if (msg$code != 201L) return(private$replace_worker(w, sprintf("R session failed to start (code %s)", msg$code)))
+        if (msg$code != 201L) {
+          return(private$replace_worker(w, sprintf("R session failed to start (code %s)", msg$code)))
+        }
         w$session$call(private$init_fun, private$init_args)
         w$state <- "init"
       } else if (w$state %in% c("init", "busy")) {
@@ -169,7 +179,8 @@ WorkerPool <- R6::R6Class("WorkerPool",
 
     settle = function(job, msg) {
       if (!is.null(msg$error)) {
-        job$reject(http_error_condition(500L, sprintf("%s failed in the worker: %s", job$label, conditionMessage(msg$error))))
+        job$reject(http_error_condition(500L, sprintf("%s failed in the worker: %s", job$label,
+                                                      conditionMessage(msg$error))))
         return(invisible())
       }
       out <- msg$result
@@ -189,7 +200,7 @@ WorkerPool <- R6::R6Class("WorkerPool",
         w$job <- job
         w$job_started <- Sys.time()
         w$state <- "busy"
-        w$session$call(function(fn, args) growth_worker_run(fn, args), list(job$fn, job$args))
+        w$session$call(growth_worker_call, list(package_name(), job$fn, job$args))
         running <- c(running, list(job))
       }
     }

@@ -25,7 +25,8 @@ binomial_threshold <- function(goal, n) ceiling(goal * n - 1e-9)
 
 # P(correct >= k) for correct ~ Binomial(n, p); p a draws x targets matrix, k and n per target (column)
 binomial_upper <- function(p, k, n) {
-  kk <- rep(k, each = nrow(p)); nn <- rep(n, each = nrow(p))
+  kk <- rep(k, each = nrow(p))
+  nn <- rep(n, each = nrow(p))
   matrix(stats::pbinom(kk - 1, nn, p, lower.tail = FALSE), nrow(p))
 }
 
@@ -46,7 +47,6 @@ predict_from_draws <- function(draws, targets, predictive = FALSE) {
 
   blocks <- split(seq_len(nrow(targets)), ceiling(seq_len(nrow(targets)) / PREDICT_CHUNK))
   for (rows in blocks) {
-    t <- targets$target_week[rows]
     seen <- rows[!is.na(idx[rows])]
     if (length(seen)) {
       s <- idx[seen]

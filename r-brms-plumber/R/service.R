@@ -3,8 +3,18 @@
 
 .service <- new.env(parent = emptyenv())
 
-package_version_string <- function(p) tryCatch(as.character(utils::packageVersion(p)), error = function(e) NA_character_)
+package_version_string <- function(p) {
+  tryCatch(as.character(utils::packageVersion(p)), error = function(e) NA_character_)
+}
 
+#' Start the service's state
+#'
+#' Prepares the model and fit folders (pruning expired fits), starts the worker pool (each worker loads
+#' this package and brms once) and queues the warm-up compiles of `BRMS_WARMUP_FAMILIES`.
+#'
+#' @param cfg The configuration, from [read_config()].
+#' @return `TRUE`, invisibly.
+#' @export
 service_start <- function(cfg) {
   dir.create(cfg$model_dir, recursive = TRUE, showWarnings = FALSE)
   dir.create(cfg$fits_dir, recursive = TRUE, showWarnings = FALSE)
@@ -20,7 +30,8 @@ service_start <- function(cfg) {
   .service$started_at <- utc_now()
   model_dir <- cfg$model_dir
   .service$pool <- WorkerPool$new(
-    size = cfg$workers, init_fun = growth_worker_init, init_args = list(r_dir = file.path(cfg$root, "R")),
+    size = cfg$workers, init_fun = growth_worker_bootstrap,
+    init_args = list(package = package_name(), path = package_source_dir()),
     # a job that may have to compile its family's model waits while another job of the family runs
     can_run = function(job, running) {
       is.null(job$key) || template_compiled(model_dir, job$key) ||
@@ -41,6 +52,13 @@ service_start <- function(cfg) {
   invisible(TRUE)
 }
 
+#' Stop the service's worker pool
+#'
+#' Kills the worker processes (and their samplers) and refuses queued fits with 503. Registered as the
+#' router's exit hook by [build_router()].
+#'
+#' @return `TRUE`, invisibly.
+#' @export
 service_stop <- function() {
   if (!is.null(.service$pool)) .service$pool$shutdown()
   invisible(TRUE)
@@ -113,17 +131,19 @@ handle_predict <- function(req) {
   request <- validate_predict_request(parse_json_body(req))
   meta <- store_lookup(cfg$fits_dir, request$run_id, cfg$fits_max_age_days)
   if (is.null(meta)) {
-    http_error(404L, sprintf("run_id '%s' is unknown or expired (the service keeps the last %d fits, for at most %s days)",
+    http_error(404L, sprintf(paste("run_id '%s' is unknown or expired",
+                                   "(the service keeps the last %d fits, for at most %s days)"),
                              request$run_id, cfg$fits_max, format(cfg$fits_max_age_days)))
   }
   if (identical(meta$engine, "collapsed")) predict_collapsed(meta, request, cfg) else predict_brms(meta, request)
 }
 
-# Bearer token on /growth/* when BRMS_PLUMBER_TOKEN is set. Compares digests, so the time taken does not
-# depend on how much of the token matched.
+# The bearer token, when BRMS_PLUMBER_TOKEN is set; used by the `auth` filter of the /growth router
+# (inst/plumber/growth/growth.R), so it checks every request it sees. Compares digests, so the time taken
+# does not depend on how much of the token matched.
 check_auth <- function(req) {
   token <- .service$cfg$token
-  if (!nzchar(token) || !startsWith(req$PATH_INFO %||% "", "/growth")) return(invisible(TRUE))
+  if (!nzchar(token)) return(invisible(TRUE))
   supplied <- req$HTTP_AUTHORIZATION %||% ""
   if (!nzchar(supplied)) http_error(401L, "missing bearer token: send 'Authorization: Bearer <BRMS_PLUMBER_TOKEN>'")
   if (!identical(digest::digest(supplied, algo = "sha256", serialize = FALSE),

@@ -78,7 +78,9 @@ store_prune <- function(fits_dir, max_n, max_age_days, stale_staging = FALSE) {
   fits <- store_list(fits_dir)
   too_old <- if (max_age_days > 0) {
     difftime(Sys.time(), fits$fitted_at, units = "days") > max_age_days
-  } else rep(FALSE, nrow(fits))
+  } else {
+    rep(FALSE, nrow(fits))
+  }
   over <- seq_len(nrow(fits)) <= nrow(fits) - max_n
   drop <- fits[too_old | over, , drop = FALSE]
   unlink(drop$dir, recursive = TRUE)

@@ -8,8 +8,11 @@ POP_COLUMNS <- c("Intercept", "week", "sd_Intercept", "sd_week", "cor_Intercept_
 # Per draw: Intercept at week 0 and, from A Sigma A' with A = [[1, -c], [0, 1]], sd_Intercept and
 # cor_Intercept_week at week 0.
 caller_scale_population <- function(pop, c) {
-  b0 <- pop[, "Intercept"]; b1 <- pop[, "week"]
-  sd0 <- pop[, "sd_Intercept"]; sd1 <- pop[, "sd_week"]; rho <- pop[, "cor_Intercept_week"]
+  b0 <- pop[, "Intercept"]
+  b1 <- pop[, "week"]
+  sd0 <- pop[, "sd_Intercept"]
+  sd1 <- pop[, "sd_week"]
+  rho <- pop[, "cor_Intercept_week"]
   var0 <- sd0^2 - 2 * c * rho * sd0 * sd1 + c^2 * sd1^2
   cov01 <- rho * sd0 * sd1 - c * sd1^2
   sd0_caller <- sqrt(pmax(var0, 0))
@@ -39,9 +42,12 @@ population_summary <- function(pop, c) {
 # and slopes. Column-wise moments, no per-student loop.
 student_summaries <- function(students, intercepts, slopes, n_weeks) {
   d <- nrow(intercepts)
-  m0 <- colMeans(intercepts); m1 <- colMeans(slopes)
-  c0 <- sweep(intercepts, 2, m0); c1 <- sweep(slopes, 2, m1)
-  s0 <- sqrt(colSums(c0^2) / (d - 1)); s1 <- sqrt(colSums(c1^2) / (d - 1))
+  m0 <- colMeans(intercepts)
+  m1 <- colMeans(slopes)
+  c0 <- sweep(intercepts, 2, m0)
+  c1 <- sweep(slopes, 2, m1)
+  s0 <- sqrt(colSums(c0^2) / (d - 1))
+  s1 <- sqrt(colSums(c1^2) / (d - 1))
   cov01 <- colSums(c0 * c1) / (d - 1)
   cor01 <- ifelse(s0 > 0 & s1 > 0, cov01 / (s0 * s1), 0)
   data.frame(student = students, intercept_mean = m0, intercept_sd = s0, slope_mean = m1, slope_sd = s1,
@@ -52,7 +58,8 @@ student_summaries <- function(students, intercepts, slopes, n_weeks) {
 # distribution of (a, b), centred parameters).
 population_eta_moments <- function(pop, c, t) {
   u <- t - c
-  sd0 <- pop[, "sd_Intercept"]; sd1 <- pop[, "sd_week"]
+  sd0 <- pop[, "sd_Intercept"]
+  sd1 <- pop[, "sd_week"]
   list(mean = pop[, "Intercept"] + pop[, "week"] * u,
        var = sd0^2 + u^2 * sd1^2 + 2 * u * pop[, "cor_Intercept_week"] * sd0 * sd1)
 }

@@ -43,7 +43,8 @@ as_columns <- function(x, what, required) {
   lens <- vapply(present, length, integer(1))
   if (all(lens == 0L)) bad_request(what, " is empty")
   if (length(unique(lens)) > 1L) {
-    bad_request(what, " columns must have equal lengths (", paste(sprintf("%s: %d", names(lens), lens), collapse = ", "), ")")
+    bad_request(what, " columns must have equal lengths (",
+                paste(sprintf("%s: %d", names(lens), lens), collapse = ", "), ")")
   }
   present
 }

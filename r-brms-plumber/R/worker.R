@@ -1,11 +1,39 @@
 # Code that runs inside the worker processes (see pool.R).
 
-# Initialise a worker: load the service's R files and brms (once per process, not per fit).
-growth_worker_init <- function(r_dir) {
-  for (f in sort(list.files(r_dir, pattern = "[.]R$", full.names = TRUE))) sys.source(f, envir = globalenv())
+# Where the package's sources are when it was loaded with pkgload::load_all() (a development checkout), so
+# that workers load the same code; "" when it is installed (workers then load it from the library).
+package_source_dir <- function() {
+  pkg <- package_name()
+  if (isNamespaceLoaded("pkgload") && pkgload::is_dev_package(pkg)) {
+    normalizePath(getNamespaceInfo(asNamespace(pkg), "path"))
+  } else {
+    ""
+  }
+}
+
+# The first call in a new worker process. callr runs it with the global environment as its enclosure, so it
+# names everything it uses: it loads this package (from `path` when not "", else the installed one) and
+# runs growth_worker_init() from its namespace.
+growth_worker_bootstrap <- function(package, path) {
+  if (nzchar(path)) {
+    pkgload::load_all(path, export_all = FALSE, helpers = FALSE, attach_testthat = FALSE, quiet = TRUE)
+  } else {
+    loadNamespace(package)
+  }
+  get("growth_worker_init", envir = asNamespace(package), mode = "function")()
+}
+
+# Every job call in a worker: run `fn(args)`, fn a function of the package, by name (see growth_worker_run).
+growth_worker_call <- function(package, fn, args) {
+  get("growth_worker_run", envir = asNamespace(package), mode = "function")(fn, args)
+}
+
+# Initialise a worker: attach brms and rstan (once per process, not per fit). Attached with what they depend
+# on (Rcpp, StanHeaders), not only loaded: rstan's compiled-model objects (Rcpp modules) look some of their
+# functions up on the search path. This happens in the worker process only, never in the service's.
+growth_worker_init <- function() {
   suppressPackageStartupMessages({
-    library(brms)
-    library(rstan)
+    for (pkg in c("brms", "rstan")) library(pkg, character.only = TRUE)
   })
   rstan::rstan_options(auto_write = FALSE)
   options(mc.cores = 1L, warn = 1L)
@@ -16,7 +44,7 @@ growth_worker_init <- function(r_dir) {
 # are not growth_http_error conditions are internal failures (500).
 growth_worker_run <- function(fn, args) {
   tryCatch(
-    list(ok = TRUE, value = get(fn, envir = globalenv(), mode = "function")(args)),
+    list(ok = TRUE, value = get(fn, envir = asNamespace(package_name()), mode = "function")(args)),
     error = function(e) {
       status <- error_status(e)
       if (status >= 500L) log_line(fn, " failed: ", conditionMessage(e))

@@ -2,12 +2,12 @@ import datetime as dt
 
 import dagster as dg
 
+from seed_growth.assets.week import open_scored_week, weekly_asset
 from seed_growth.growth.convergence import convergence_problems
-from seed_growth.partitions import weekly_partitions
-from seed_growth.reporting import growth_curve_markdown
+from seed_growth.reporting import growth_curve_markdown, rounded
 from seed_growth.resources import GrowthSettingsResource, PlumberError, PlumberResource, PostgresResource
-from seed_growth.sql import queries
-from seed_growth.window import ScoreWindow
+from seed_growth.sql import fits as fits_sql
+from seed_growth.sql import scores as scores_sql
 
 
 def partition_seed(as_of_week: dt.date) -> int:
@@ -15,32 +15,21 @@ def partition_seed(as_of_week: dt.date) -> int:
     return int(as_of_week.strftime("%Y%m%d"))
 
 
-@dg.asset(
-    partitions_def=weekly_partitions,
-    group_name="growth",
-    deps=["weekly_scores"],
-    kinds={"r", "stan"},
-    description=(
-        "Bayesian growth model score ~ week + (week | student) fitted by r-brms-plumber (POST /growth/fit); "
-        "one row per fit in growth_brms_meta, per-student summaries in growth_student_posterior. If the service "
-        "cannot fit, nothing is stored, the convergence check fails and weekly_kpi_P falls back."
-    ),
-)
+@weekly_asset(deps=["weekly_scores"], kinds={"r", "stan"})
 def brms_posterior(
     context: dg.AssetExecutionContext,
     postgres: PostgresResource,
     plumber: PlumberResource,
     growth_settings: GrowthSettingsResource,
 ) -> dg.MaterializeResult:
-    settings = growth_settings.resolve()
-    as_of = dt.date.fromisoformat(context.partition_key)
+    """Bayesian growth model score ~ week + (week | student) fitted by r-brms-plumber (POST /growth/fit); one row
+    per fit in growth_brms_meta, per-student summaries in growth_student_posterior. If the service cannot fit,
+    nothing is stored, the convergence check fails and weekly_kpi_P falls back."""
+    week = open_scored_week(context, postgres, growth_settings)
+    settings, window, scores = week.settings, week.window, week.scores
+    as_of, lookback = window.as_of_week, window.lookback_weeks
     with postgres.connect() as conn:
-        scores = queries.read_weekly_scores(conn, as_of)
-        lookback = queries.weekly_scores_lookback(conn, as_of)
-        weekly_means = queries.weekly_scores_overview(conn, as_of)
-    if scores.empty:
-        raise dg.Failure(f"weekly_scores holds no rows for {as_of}: materialize weekly_scores for this week first")
-    window = ScoreWindow(as_of, lookback)
+        weekly_means = scores_sql.weekly_scores_overview(conn, as_of)
     engine = settings.fit_engine
     context.log.info(
         f"fitting {scores['student'].nunique()} students x {lookback} weeks: family={settings.family} "
@@ -48,15 +37,23 @@ def brms_posterior(
     )
     try:
         fit = plumber.fit(
-            scores, iter=settings.iter, chains=settings.chains, family=settings.family,
-            engine=engine, seed=partition_seed(as_of),
+            scores,
+            iter=settings.iter,
+            chains=settings.chains,
+            family=settings.family,
+            engine=engine,
+            seed=partition_seed(as_of),
         )
     except PlumberError as exc:
         # Not raised: the KPI must still be computed this Monday (by the normal approximation); the
         # failed convergence check is what shows the missing fit in the UI.
         context.log.error(f"no posterior this week: {exc}")
         return dg.MaterializeResult(
-            metadata={"fit_status": dg.MetadataValue.text("unavailable"), "reason": dg.MetadataValue.text(str(exc))}
+            metadata={
+                "fit_status": dg.MetadataValue.text("unavailable"),
+                "reason": dg.MetadataValue.text(str(exc)),
+                "settings": dg.MetadataValue.json(settings.as_record()),
+            }
         )
 
     diagnostics = fit.diagnostics.model_dump()
@@ -64,7 +61,7 @@ def brms_posterior(
     posterior_summary = fit.posterior_summary.model_dump(by_alias=True, exclude_none=True)
     row = {
         "run_id": fit.run_id,
-        "fitted_at": fit.fitted_at or dt.datetime.now(dt.timezone.utc),
+        "fitted_at": fit.fitted_at or dt.datetime.now(dt.UTC),
         "as_of_week": as_of,
         "window_start": window.start,
         "lookback_weeks": lookback,
@@ -82,7 +79,7 @@ def brms_posterior(
     }
     students = fit.students_frame().rename(columns={"student": "user_id"})
     with postgres.connect() as conn, conn.transaction():
-        queries.insert_fit(conn, row, students)
+        fits_sql.insert_fit(conn, row, students)
     for problem in problems:
         context.log.warning(f"fit {fit.run_id} did not converge: {problem}")
 
@@ -94,14 +91,15 @@ def brms_posterior(
             "engine": dg.MetadataValue.text(fit.engine),
             "family": dg.MetadataValue.text(settings.family),
             "students": dg.MetadataValue.int(fit.model.n_students),
-            "population_slope_per_week": dg.MetadataValue.float(week.estimate),
+            "population_slope_per_week": dg.MetadataValue.float(rounded(week.estimate)),
             "population_slope_95": dg.MetadataValue.text(f"[{week.q2_5:.4f}, {week.q97_5:.4f}]"),
-            "max_rhat": dg.MetadataValue.float(fit.diagnostics.max_rhat),
-            "min_ess_bulk": dg.MetadataValue.float(fit.diagnostics.min_ess_bulk),
-            "min_ess_tail": dg.MetadataValue.float(fit.diagnostics.min_ess_tail),
+            "max_rhat": dg.MetadataValue.float(rounded(fit.diagnostics.max_rhat)),
+            "min_ess_bulk": dg.MetadataValue.float(rounded(fit.diagnostics.min_ess_bulk)),
+            "min_ess_tail": dg.MetadataValue.float(rounded(fit.diagnostics.min_ess_tail)),
             "divergent_transitions": dg.MetadataValue.int(fit.diagnostics.divergent_transitions),
-            "sampling_seconds": dg.MetadataValue.float(fit.diagnostics.sampling_seconds),
+            "sampling_seconds": dg.MetadataValue.float(rounded(fit.diagnostics.sampling_seconds)),
             "convergence_problems": dg.MetadataValue.text("; ".join(problems) or "none"),
+            "settings": dg.MetadataValue.json(settings.as_record()),
             "growth_curve": dg.MetadataValue.md(
                 growth_curve_markdown(posterior_summary, fit.model.week_center, weekly_means, lookback)
             ),

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
 
-
-def brier_score(p: np.ndarray, outcome: np.ndarray) -> float:
+def brier_score(p: ArrayLike, outcome: ArrayLike) -> float:
     p, outcome = np.asarray(p, dtype=float), np.asarray(outcome, dtype=float)
     return float(np.mean((p - outcome) ** 2))
 
 
-def log_loss(p: np.ndarray, outcome: np.ndarray, eps: float = 1e-6) -> float:
+def log_loss(p: ArrayLike, outcome: ArrayLike, eps: float = 1e-6) -> float:
     """Mean negative log-likelihood of the outcomes; P is clipped to [eps, 1 - eps] so one confident
     miss is costly but finite."""
     p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
@@ -21,7 +21,7 @@ def log_loss(p: np.ndarray, outcome: np.ndarray, eps: float = 1e-6) -> float:
     return float(-np.mean(outcome * np.log(p) + (1 - outcome) * np.log1p(-p)))
 
 
-def reliability_table(p: np.ndarray, outcome: np.ndarray, bins: int = 10) -> pd.DataFrame:
+def reliability_table(p: ArrayLike, outcome: ArrayLike, bins: int = 10) -> pd.DataFrame:
     """P in ``bins`` equal bins: mean P, observed rate, count, and the binomial standard error of the
     observed rate were P right (the yardstick for "within sampling error")."""
     p, outcome = np.asarray(p, dtype=float), np.asarray(outcome, dtype=float)
@@ -31,13 +31,15 @@ def reliability_table(p: np.ndarray, outcome: np.ndarray, bins: int = 10) -> pd.
         mask = index == b
         count = int(mask.sum())
         mean_p = float(p[mask].mean()) if count else np.nan
-        rows.append({
-            "bin": f"[{b / bins:.1f}, {(b + 1) / bins:.1f}{']' if b == bins - 1 else ')'}",
-            "mean_P": mean_p,
-            "observed_rate": float(outcome[mask].mean()) if count else np.nan,
-            "count": count,
-            "se": float(np.sqrt(mean_p * (1 - mean_p) / count)) if count else np.nan,
-        })
+        rows.append(
+            {
+                "bin": f"[{b / bins:.1f}, {(b + 1) / bins:.1f}{']' if b == bins - 1 else ')'}",
+                "mean_P": mean_p,
+                "observed_rate": float(outcome[mask].mean()) if count else np.nan,
+                "count": count,
+                "se": float(np.sqrt(mean_p * (1 - mean_p) / count)) if count else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -79,15 +81,17 @@ def summarise_methods(frame: pd.DataFrame, methods: list[str], outcome: str = "r
     rows = []
     for as_of, group in [*frame.groupby("as_of_week"), ("overall", frame)]:
         for method in methods:
-            rows.append({
-                "as_of_week": str(as_of),
-                "method": method,
-                "students": len(group),
-                "brier": brier_score(group[method], group[outcome]),
-                "log_loss": log_loss(group[method], group[outcome]),
-                "mean_P": float(group[method].mean()),
-                "observed_rate": float(group[outcome].mean()),
-            })
+            rows.append(
+                {
+                    "as_of_week": str(as_of),
+                    "method": method,
+                    "students": len(group),
+                    "brier": brier_score(group[method], group[outcome]),
+                    "log_loss": log_loss(group[method], group[outcome]),
+                    "mean_P": float(group[method].mean()),
+                    "observed_rate": float(group[outcome].mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 

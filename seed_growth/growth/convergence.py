@@ -15,22 +15,26 @@ class ConvergenceRules:
     max_divergent: int = 0
 
 
-def convergence_problems(diagnostics: Mapping[str, Any], chains: int, rules: ConvergenceRules = ConvergenceRules()) -> list[str]:
+def convergence_problems(
+    diagnostics: Mapping[str, Any], chains: int, rules: ConvergenceRules = ConvergenceRules()
+) -> list[str]:
     """Why the fit's population parameters may not be trusted; empty when they may."""
     problems: list[str] = []
     min_ess = rules.min_ess_per_chain * chains
 
-    def bad(value: Any) -> bool:
-        return value is None or (isinstance(value, float) and math.isnan(value))
+    def number(key: str) -> float:
+        """The diagnostic as a number; NaN when it is missing (which every rule below refuses)."""
+        value = diagnostics.get(key)
+        return math.nan if value is None else float(value)
 
-    rhat = diagnostics.get("max_rhat")
-    if bad(rhat) or rhat > rules.max_rhat:
-        problems.append(f"max R-hat {rhat} > {rules.max_rhat}")
+    rhat = number("max_rhat")
+    if not rhat <= rules.max_rhat:
+        problems.append(f"max R-hat {diagnostics.get('max_rhat')} > {rules.max_rhat}")
     for key, label in (("min_ess_bulk", "bulk"), ("min_ess_tail", "tail")):
-        ess = diagnostics.get(key)
-        if bad(ess) or ess < min_ess:
+        if not number(key) >= min_ess:
+            ess = diagnostics.get(key)
             problems.append(f"min {label} ESS {ess} < {min_ess:g} ({rules.min_ess_per_chain:g} per chain x {chains})")
     divergent = diagnostics.get("divergent_transitions")
-    if bad(divergent) or divergent > rules.max_divergent:
+    if not number("divergent_transitions") <= rules.max_divergent:
         problems.append(f"{divergent} divergent transitions")
     return problems

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import special, stats
 
 
-def link_threshold(goal: np.ndarray, link: str) -> np.ndarray:
+def link_threshold(goal: ArrayLike, link: str) -> np.ndarray:
     """The goal on the linear predictor's scale (logit for the binomial family)."""
     goal = np.asarray(goal, dtype=float)
     if link == "identity":
@@ -22,7 +23,7 @@ def link_threshold(goal: np.ndarray, link: str) -> np.ndarray:
     raise ValueError(f"unknown link {link!r}")
 
 
-def prob_at_least(mean: np.ndarray, sd: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+def prob_at_least(mean: ArrayLike, sd: ArrayLike, threshold: ArrayLike) -> np.ndarray:
     """Pr(N(mean, sd^2) >= threshold); a zero sd gives 0 or 1."""
     mean, sd, threshold = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (mean, sd, threshold)))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -54,12 +55,19 @@ def student_line_moments(
     missing = merged["intercept_mean"].isna()
     if missing.any():
         if population is None:
-            raise KeyError(f"{int(missing.sum())} students have no posterior summary, e.g. {merged.loc[missing, 'student'].iloc[0]!r}")
+            raise KeyError(
+                f"{int(missing.sum())} students have no posterior summary, "
+                f"e.g. {merged.loc[missing, 'student'].iloc[0]!r}"
+            )
         for column, value in population_moments(population).items():
             merged.loc[missing, column] = value
     mean, sd = line_at(
-        merged["intercept_mean"], merged["intercept_sd"], merged["slope_mean"], merged["slope_sd"],
-        merged["cor"], merged["target_week"],
+        merged["intercept_mean"],
+        merged["intercept_sd"],
+        merged["slope_mean"],
+        merged["slope_sd"],
+        merged["cor"],
+        merged["target_week"],
     )
     return np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
 

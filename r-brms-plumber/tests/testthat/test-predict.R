@@ -4,9 +4,12 @@ fake_draws <- function(family = "gaussian", d = 4000, seed = 3) {
                sd_week = abs(rnorm(d, 0.01, 0.001)), cor_Intercept_week = runif(d, -0.3, 0.3))
   if (family == "gaussian") pop <- cbind(pop, sigma = abs(rnorm(d, 0.05, 0.002)))
   list(family = family, week_center = 3.5, students = c("s1", "s2"), pop = pop,
-       intercepts = cbind(rnorm(d, 0.4, 0.03), rnorm(d, 0.6, 0.03)), slopes = cbind(rnorm(d, 0.03, 0.005), rnorm(d, 0.01, 0.005)))
+       intercepts = cbind(rnorm(d, 0.4, 0.03), rnorm(d, 0.6, 0.03)),
+       slopes = cbind(rnorm(d, 0.03, 0.005), rnorm(d, 0.01, 0.005)))
 }
-targets_of <- function(student, week, goal, n = NA_real_) data.frame(student = student, target_week = week, goal = goal, n = n, stringsAsFactors = FALSE)
+targets_of <- function(student, week, goal, n = NA_real_) {
+  data.frame(student = student, target_week = week, goal = goal, n = n, stringsAsFactors = FALSE)
+}
 
 test_that("seen students: share of draws over the goal", {
   dr <- fake_draws()
@@ -19,10 +22,13 @@ test_that("unseen students: population distribution, agrees with simulation", {
   dr <- fake_draws()
   p <- predict_from_draws(dr, targets_of("new", 11, 0.75))
   set.seed(9)
-  pop <- dr$pop; u <- 11 - 3.5
-  z1 <- rnorm(nrow(pop)); z2 <- rnorm(nrow(pop))
+  pop <- dr$pop
+  u <- 11 - 3.5
+  z1 <- rnorm(nrow(pop))
+  z2 <- rnorm(nrow(pop))
   a <- pop[, "Intercept"] + pop[, "sd_Intercept"] * z1
-  b <- pop[, "week"] + pop[, "sd_week"] * (pop[, "cor_Intercept_week"] * z1 + sqrt(1 - pop[, "cor_Intercept_week"]^2) * z2)
+  rho <- pop[, "cor_Intercept_week"]
+  b <- pop[, "week"] + pop[, "sd_week"] * (rho * z1 + sqrt(1 - rho^2) * z2)
   expect_equal(p, mean(a + b * u >= 0.75), tolerance = 0.03)
 })
 

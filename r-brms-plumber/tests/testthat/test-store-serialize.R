@@ -7,7 +7,8 @@ test_that("run ids are 32 hex digits and unique", {
 
 write_fit <- function(dir, id, fitted_at, engine = "brms") {
   store_begin(dir, id)
-  write_json_file(list(run_id = id, engine = engine, fitted_at = fitted_at), file.path(staging_dir(dir, id), "meta.json"))
+  write_json_file(list(run_id = id, engine = engine, fitted_at = fitted_at),
+                  file.path(staging_dir(dir, id), "meta.json"))
   store_commit(dir, id)
 }
 
@@ -40,7 +41,9 @@ test_that("JSON keeps full precision and writes null for missing numbers", {
 })
 
 test_that("the collapsed engine's response gets run fields in front, its text kept", {
-  engine <- '{"model": {"family": "gaussian"}, "posterior_summary": {"week": {"estimate": 0.12345678901234567}}, "students": [], "diagnostics": {}}'
+  engine <- paste0('{"model": {"family": "gaussian"}, ',
+                   '"posterior_summary": {"week": {"estimate": 0.12345678901234567}}, ',
+                   '"students": [], "diagnostics": {}}')
   out <- with_run_fields(engine, "r1", "2026-01-01T00:00:00Z")
   parsed <- jsonlite::fromJSON(out)
   expect_equal(parsed$run_id, "r1")
@@ -48,14 +51,21 @@ test_that("the collapsed engine's response gets run fields in front, its text ke
   expect_match(out, "0.12345678901234567", fixed = TRUE)
   expect_error(with_run_fields('{"model": {}}', "r1", "x"), "lacks")
   expect_error(with_run_fields("not json", "r1", "x"), "invalid JSON")
-  expect_equal(jsonlite::fromJSON(with_run_fields(sub("\\{", '{"run_id": "engine-id", ', engine), "r1", "x"))$run_id, "r1")
+  with_engine_id <- sub("\\{", '{"run_id": "engine-id", ', engine)
+  expect_equal(jsonlite::fromJSON(with_run_fields(with_engine_id, "r1", "x"))$run_id, "r1")
 })
 
 test_that("engine failures map to 400, 503 and 500", {
-  status_of <- function(expr) tryCatch({ expr; 0L }, growth_http_error = function(e) e$status)
+  status_of <- function(expr) {
+    tryCatch({
+      force(expr)
+      0L
+    }, growth_http_error = function(e) e$status)
+  }
   expect_equal(status_of(check_engine_result(0L, "", "python3", "fit")), 0L)
   expect_equal(status_of(check_engine_result(2L, "data.score is missing", "python3", "fit")), 400L)
-  expect_equal(status_of(check_engine_result(1L, "ModuleNotFoundError: No module named 'growth_engine'", "python3", "fit")), 503L)
+  not_installed <- "ModuleNotFoundError: No module named 'growth_engine'"
+  expect_equal(status_of(check_engine_result(1L, not_installed, "python3", "fit")), 503L)
   expect_equal(status_of(check_engine_result(3L, "no fit state found in x", "python3", "predict")), 404L)
   expect_equal(status_of(check_engine_result(1L, "Traceback ... ValueError", "python3", "fit")), 500L)
   expect_equal(status_of(check_engine_result(NA, "", "python3", "fit", timed_out = TRUE)), 500L)
@@ -70,8 +80,10 @@ test_that("priors are explicit for every class", {
 })
 
 test_that("rstan's printed failure reasons are extracted", {
-  printed <- c('[1] "Error in sampler$call_sampler(args_list[[i]]) : "', '[2] "  Invalid adaptation parameter (found delta=1.5; require 0<delta<1)."')
+  printed <- c('[1] "Error in sampler$call_sampler(args_list[[i]]) : "',
+               '[2] "  Invalid adaptation parameter (found delta=1.5; require 0<delta<1)."')
   expect_equal(stan_reason(printed),
-               " (Error in sampler$call_sampler(args_list[[i]]) : Invalid adaptation parameter (found delta=1.5; require 0<delta<1).)")
+               paste(" (Error in sampler$call_sampler(args_list[[i]]) :",
+                     "Invalid adaptation parameter (found delta=1.5; require 0<delta<1).)"))
   expect_equal(stan_reason(character(0)), "")
 })

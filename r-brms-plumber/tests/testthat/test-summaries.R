@@ -1,7 +1,8 @@
 draws_of <- function(d = 4000, seed = 1) {
   set.seed(seed)
   cbind(Intercept = rnorm(d, 0.55, 0.02), week = rnorm(d, 0.03, 0.002), sd_Intercept = abs(rnorm(d, 0.1, 0.01)),
-        sd_week = abs(rnorm(d, 0.01, 0.002)), cor_Intercept_week = runif(d, -0.5, 0.5), sigma = abs(rnorm(d, 0.05, 0.003)))
+        sd_week = abs(rnorm(d, 0.01, 0.002)), cor_Intercept_week = runif(d, -0.5, 0.5),
+        sigma = abs(rnorm(d, 0.05, 0.003)))
 }
 
 test_that("the caller-scale population equals A Sigma A' per draw", {
@@ -34,7 +35,8 @@ test_that("population_summary reports caller scale and the centred block", {
 
 test_that("student summaries are column moments", {
   set.seed(2)
-  a <- matrix(rnorm(3000), 1000); b <- 0.5 * a + matrix(rnorm(3000), 1000)
+  a <- matrix(rnorm(3000), 1000)
+  b <- 0.5 * a + matrix(rnorm(3000), 1000)
   s <- student_summaries(c("x", "y", "z"), a, b, c(8, 7, 1))
   expect_equal(s$intercept_mean, colMeans(a))
   expect_equal(s$slope_sd, apply(b, 2, sd))
