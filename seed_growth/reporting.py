@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 
 import matplotlib
 
@@ -75,9 +76,7 @@ def histogram_markdown(values: np.ndarray, *, bins: int = 10, label: str = "P") 
     ax.set_xlabel(label)
     ax.set_ylabel("students")
     ax.grid(alpha=0.3, axis="y")
-    table = pd.DataFrame(
-        {label: [f"[{lo:.1f}, {hi:.1f})" for lo, hi in zip(edges[:-1], edges[1:])], "students": counts}
-    )
+    table = pd.DataFrame({label: [f"[{lo:.1f}, {hi:.1f})" for lo, hi in itertools.pairwise(edges)], "students": counts})
     return markdown_image(fig, f"distribution of {label}") + "\n\n" + table.to_markdown(index=False)
 
 

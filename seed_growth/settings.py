@@ -37,6 +37,16 @@ RECORDED_FIELDS = (
     "goal_horizon_weeks",
 )
 
+# the source relation's variables, in SourceRelation's field order
+SOURCE_VARIABLES = ("ATTEMPT_RELATION", "ATTEMPT_USER_COLUMN", "ATTEMPT_CORRECT_COLUMN", "ATTEMPT_TIME_COLUMN")
+# every variable GrowthSettings.from_env reads, under both names where there are two
+SETTING_VARIABLES = (
+    *ALIASES,
+    *ALIASES.values(),
+    *("BRMS_FAMILY", "BRMS_ENGINE", "METRICS_USE_BAYESIAN", "GOAL_SCORE", "GOAL_HORIZON_WEEKS"),
+    *SOURCE_VARIABLES,
+)
+
 _Number = TypeVar("_Number", int, float)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TRUE = {"1", "true", "yes", "on"}
@@ -57,12 +67,8 @@ class SourceRelation:
     time_column: str = "attempted_at"
 
     def __post_init__(self) -> None:
-        for variable, value in (
-            ("ATTEMPT_RELATION", self.relation),
-            ("ATTEMPT_USER_COLUMN", self.user_column),
-            ("ATTEMPT_CORRECT_COLUMN", self.correct_column),
-            ("ATTEMPT_TIME_COLUMN", self.time_column),
-        ):
+        values = (self.relation, self.user_column, self.correct_column, self.time_column)
+        for variable, value in zip(SOURCE_VARIABLES, values, strict=True):
             check_identifier(variable, value, allow_schema=variable == "ATTEMPT_RELATION")
 
 

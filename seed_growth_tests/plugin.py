@@ -12,13 +12,23 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from seed_growth.settings import SETTING_VARIABLES
 from seed_growth.sql import schema as schema_sql
 from seed_growth_tests.support.plumber_service import PlumberService
 
 ADMIN_URL = os.environ.get("SEED_GROWTH_TEST_ADMIN_URL") or os.environ.get(
     "DATABASE_URL", "postgresql://seed_growth:seed_growth@127.0.0.1:5432/seed_growth"
 )
-PROJECT_TABLES = ["p_calibration", "p_calibration_bins", "weekly_kpi", "growth_student_posterior", "growth_brms_meta", "weekly_scores", "student_goal", "attempt"]
+PROJECT_TABLES = [
+    "p_calibration",
+    "p_calibration_bins",
+    "weekly_kpi",
+    "growth_student_posterior",
+    "growth_brms_meta",
+    "weekly_scores",
+    "student_goal",
+    "attempt",
+]
 
 
 def _with_database(url: str, name: str) -> str:
@@ -64,10 +74,7 @@ def conn(clean_database: str):
 @pytest.fixture
 def growth_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """An environment with none of the project's settings, so tests set exactly what they mean."""
-    for name in ("LOOKBACK_WEEKS", "BRMS_LOOKBACK_WEEKS", "BRMS_ITER", "BRMS_N_SAMPLES", "BRMS_CHAINS", "BRMS_N_CHAINS",
-                 "BRMS_FAMILY", "BRMS_ENGINE", "METRICS_USE_BAYESIAN", "GOAL_SCORE", "GOAL_HORIZON_WEEKS",
-                 "ATTEMPT_RELATION", "ATTEMPT_USER_COLUMN", "ATTEMPT_CORRECT_COLUMN", "ATTEMPT_TIME_COLUMN",
-                 "BRMS_PLUMBER_TOKEN"):
+    for name in (*SETTING_VARIABLES, "BRMS_PLUMBER_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 

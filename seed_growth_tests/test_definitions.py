@@ -36,9 +36,7 @@ def test_assets_are_weekly_partitioned_on_mondays():
     for key in ("weekly_scores", "brms_posterior", "weekly_kpi_P"):
         partitions = defs.resolve_assets_def(key).partitions_def
         assert isinstance(partitions, dg.WeeklyPartitionsDefinition)
-        key = partitions.get_partition_key_for_timestamp(
-            dt.datetime(2026, 11, 22, 23, 0, tzinfo=dt.timezone.utc).timestamp()
-        )
+        key = partitions.get_partition_key_for_timestamp(dt.datetime(2026, 11, 22, 23, 0, tzinfo=dt.UTC).timestamp())
         assert key == "2026-11-16" and dt.date.fromisoformat(key).weekday() == 0
 
 
@@ -55,9 +53,7 @@ def test_schedule_runs_mondays_0430_utc_with_12_week_lookback():
     schedule = defs.resolve_schedule_def("weekly_growth_schedule")
     assert schedule.cron_schedule == "30 4 * * 1" and schedule.execution_timezone == "UTC"
     assert schedule.job_name == "weekly_growth_job"
-    context = dg.build_schedule_context(
-        scheduled_execution_time=dt.datetime(2026, 11, 23, 4, 30, tzinfo=dt.timezone.utc)
-    )
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 23, 4, 30, tzinfo=dt.UTC))
     request = weekly_growth_schedule(context)
     assert request.partition_key == "2026-11-16"
     assert request.run_config == {"resources": {"growth_settings": {"config": {"lookback_weeks": 12}}}}
@@ -176,14 +172,17 @@ def test_first_partition_follows_seed_growth_first_week():
     )
     assert first_week({"SEED_GROWTH_FIRST_WEEK": "2025-06-02"}) == dt.date(2025, 6, 2)
     keys = defs.resolve_assets_def("weekly_scores").partitions_def.get_partition_keys(  # type: ignore[union-attr]
-        current_time=dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc)
+        current_time=dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
     )
     assert keys[0] == "2026-01-05" and keys[-1] == "2026-11-16" and len(keys) == 46
 
 
 def _load_with(first_week: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DAGSTER_HOME": str(REPO), "SEED_GROWTH_FIRST_WEEK": first_week}
-    code = "from seed_growth.definitions import defs; print(defs.resolve_assets_def('weekly_scores').partitions_def.start.date())"
+    code = (
+        "from seed_growth.definitions import defs; "
+        "print(defs.resolve_assets_def('weekly_scores').partitions_def.start.date())"
+    )
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 

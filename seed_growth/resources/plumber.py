@@ -212,8 +212,12 @@ class PlumberResource(dg.ConfigurableResource):
             "run_id": run_id,
             "predictive": predictive,
             "targets": [
-                {"student": str(r["student"]), "target_week": int(r["target_week"]), "goal": float(r["goal"]),
-                 **({"n": int(r["n"])} if "n" in r else {})}
+                {
+                    "student": str(r["student"]),
+                    "target_week": int(r["target_week"]),
+                    "goal": float(r["goal"]),
+                    **({"n": int(r["n"])} if "n" in r else {}),
+                }
                 for r in rows
             ],
         }
@@ -221,7 +225,9 @@ class PlumberResource(dg.ConfigurableResource):
         answer = _validated(PredictResponse, self._call("POST", endpoint, body), endpoint)
         _check_complete(answer.probabilities, targets["student"], endpoint)
         if bool(answer.predictive) != predictive:
-            raise PlumberError(endpoint, f"asked for predictive={predictive} but the answer says predictive={answer.predictive}")
+            raise PlumberError(
+                endpoint, f"asked for predictive={predictive} but the answer says predictive={answer.predictive}"
+            )
         return answer
 
 
@@ -232,7 +238,8 @@ def _validated(model: type[BaseModel], payload: Any, endpoint: str) -> Any:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise PlumberError(
-            endpoint, f"answer breaks the contract at {where or 'top level'}: {first['msg']} ({exc.error_count()} problems)"
+            endpoint,
+            f"answer breaks the contract at {where or 'top level'}: {first['msg']} ({exc.error_count()} problems)",
         ) from None
 
 
