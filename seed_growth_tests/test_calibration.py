@@ -113,6 +113,7 @@ def backtest(students: int, seed: int) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow  # ten MCMC fits: about two minutes
 def test_bayesian_p_beats_the_normal_approximation_on_class_sized_cohorts():
     """The normal approximation is itself empirical Bayes: it plugs in point estimates of the cohort's
     variances, where the Bayesian P averages over them. With thousands of students the two coincide (the

@@ -1,0 +1,78 @@
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from seed_growth.assets.week import open_scored_week, weekly_asset
+from seed_growth.growth.goals import goal_targets
+from seed_growth.growth.kpi import estimate_p, kpi_payloads, validate_probabilities
+from seed_growth.reporting import histogram_markdown, rounded
+from seed_growth.resources import GrowthSettingsResource, PlumberError, PlumberResource, PostgresResource
+from seed_growth.sql import fits as fits_sql
+from seed_growth.sql import kpi as kpi_sql
+
+
+@weekly_asset(deps=["brms_posterior"], kinds={"postgres"})
+def weekly_kpi_P(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    plumber: PlumberResource,
+    growth_settings: GrowthSettingsResource,
+) -> dg.MaterializeResult:
+    """Each student's probability P that their expected score reaches the goal (GOAL_SCORE at GOAL_HORIZON_WEEKS
+    after the week, or their student_goal row), merged into weekly_kpi.kpis->'P' for week_start = the
+    partition's Monday. From the posterior when METRICS_USE_BAYESIAN is true and the week's fit converged;
+    otherwise from the normal approximation (empirical Bayes)."""
+    week = open_scored_week(context, postgres, growth_settings)
+    settings, window, scores = week.settings, week.window, week.scores
+    as_of = window.as_of_week
+    with postgres.connect() as conn:
+        student_goals = kpi_sql.read_student_goals(conn)
+        fit = fits_sql.latest_fit(conn, as_of)
+        fit_students = fits_sql.read_student_posterior(conn, fit["run_id"]) if fit else None
+    targets = goal_targets(
+        scores["student"],
+        window,
+        goal_score=settings.goal_score,
+        horizon_weeks=settings.goal_horizon_weeks,
+        student_goals=student_goals,
+    )
+
+    def predict_prob(run_id: str, targets: pd.DataFrame) -> tuple[pd.Series, str]:
+        answer = plumber.predict_prob(run_id, targets)
+        by_student = {p.student: p.p for p in answer.probabilities}
+        return targets["student"].map(by_student), answer.method
+
+    estimate = estimate_p(
+        scores,
+        targets,
+        use_bayesian=settings.use_bayesian,
+        fit=fit,
+        fit_students=fit_students,
+        predict_prob=predict_prob,
+        service_errors=(PlumberError,),
+    )
+    for warning in estimate.warnings:
+        context.log.warning(warning)
+    probabilities = targets.assign(P=estimate.p)
+    validate_probabilities(probabilities, expected_students=scores["student"])
+    payloads = kpi_payloads(probabilities, method=estimate.method, run_id=estimate.run_id, as_of_week=as_of)
+    with postgres.connect() as conn, conn.transaction():
+        written = kpi_sql.merge_kpis(conn, as_of, payloads)
+
+    p = probabilities["P"].to_numpy()
+    return dg.MaterializeResult(
+        metadata={
+            "method": dg.MetadataValue.text(estimate.method),
+            "fallback_reason": dg.MetadataValue.text(estimate.fallback_reason or "none"),
+            "run_id": dg.MetadataValue.text(estimate.run_id or "none"),
+            "students": dg.MetadataValue.int(written),
+            "week_start": dg.MetadataValue.text(str(as_of)),
+            "mean_P": dg.MetadataValue.float(rounded(float(p.mean()))),
+            "median_P": dg.MetadataValue.float(rounded(float(np.median(p)))),
+            "share_P_at_least_0.5": dg.MetadataValue.float(rounded(float((p >= 0.5).mean()))),
+            "goals_from_student_goal": dg.MetadataValue.int(
+                int((probabilities["goal_source"] == "student_goal").sum())
+            ),
+            "P_distribution": dg.MetadataValue.md(histogram_markdown(p)),
+        }
+    )

@@ -1,0 +1,147 @@
+"""Asset checks: what must hold before a week's numbers are trusted.
+
+The checks are partitioned like their assets, so the UI records and shows a result per week. A check run
+without a partition (the UI's "Execute" on a check, a run of the check alone) judges the latest week its
+asset has written to the tables, and names that week in its metadata; with nothing written yet it fails
+saying so. Every result names its week (``week``) and, where there is one, the fit (``fit_run_id``).
+"""
+
+import datetime as dt
+import warnings
+from collections.abc import Callable
+
+import dagster as dg
+import psycopg
+
+from seed_growth.assets import brms_posterior, weekly_kpi_P, weekly_scores
+from seed_growth.growth.convergence import ConvergenceRules, convergence_problems
+from seed_growth.partitions import weekly_partitions
+from seed_growth.reporting import rounded
+from seed_growth.resources import PostgresResource
+from seed_growth.sql import fits as fits_sql
+from seed_growth.sql import kpi as kpi_sql
+from seed_growth.sql import scores as scores_sql
+from seed_growth.sql.schema import fetch_one
+
+# Partitioned checks are a preview feature in Dagster 1.13 (chosen on purpose: results per week)
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)
+
+# The latest week each asset has written; used only when a check runs without a partition.
+_LATEST_WEEK_SQL = {
+    "weekly_scores": "SELECT max(as_of_week) FROM weekly_scores",
+    "brms_posterior": "SELECT max(as_of_week) FROM growth_brms_meta",
+    "weekly_kpi_P": "SELECT max(week_start) FROM weekly_kpi WHERE kpis ? 'P'",
+}
+
+
+def judged_week(context: dg.AssetCheckExecutionContext, conn: psycopg.Connection, asset: str) -> dt.date | None:
+    """The run's partition, or without one the latest week ``asset`` has written (None: nothing yet)."""
+    if context.has_partition_key:
+        return dt.date.fromisoformat(context.partition_key)
+    week = fetch_one(conn, _LATEST_WEEK_SQL[asset])[0]
+    context.log.info(f"no partition in this run: judging the latest week of {asset} in the tables, {week}")
+    return week
+
+
+def _how(context: dg.AssetCheckExecutionContext) -> str:
+    return "the run's partition" if context.has_partition_key else "latest week in the tables (run without a partition)"
+
+
+Judgement = Callable[[psycopg.Connection, dt.date, dict[str, str]], dg.AssetCheckResult]
+
+
+def judge(
+    context: dg.AssetCheckExecutionContext, postgres: PostgresResource, asset: str, judgement: Judgement
+) -> dg.AssetCheckResult:
+    """Run ``judgement`` on the week to judge (see :func:`judged_week`), with the metadata naming it; fail
+    saying so when ``asset`` has written no week yet."""
+    with postgres.connect() as conn:
+        as_of = judged_week(context, conn, asset)
+        if as_of is None:
+            problem = f"{asset} has written no week yet"
+            return dg.AssetCheckResult(
+                passed=False, metadata={"week": "none", "week_from": _how(context), "problems": problem}
+            )
+        return judgement(conn, as_of, {"week": str(as_of), "week_from": _how(context)})
+
+
+def scores_judgement(conn: psycopg.Connection, as_of: dt.date, week: dict[str, str]) -> dg.AssetCheckResult:
+    problems = scores_sql.weekly_scores_problems(conn, as_of)
+    failures = [f"{k}={v}" for k, v in problems.items() if k != "rows" and v]
+    if problems["rows"] == 0:
+        failures.insert(0, "no rows: no attempts in the window")
+    return dg.AssetCheckResult(
+        passed=not failures, metadata={**week, **problems, "problems": "; ".join(failures) or "none"}
+    )
+
+
+def convergence_judgement(conn: psycopg.Connection, as_of: dt.date, week: dict[str, str]) -> dg.AssetCheckResult:
+    fit = fits_sql.latest_fit(conn, as_of)
+    if fit is None:
+        return dg.AssetCheckResult(
+            passed=False,
+            metadata={**week, "fit_run_id": "none", "problems": f"no fit stored for {as_of}: the service did not fit"},
+        )
+    problems = convergence_problems(fit["diagnostics"], fit["chains"])
+    rules = ConvergenceRules()
+    diagnostics = fit["diagnostics"]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            **week,
+            "fit_run_id": fit["run_id"],
+            "max_rhat": rounded(diagnostics["max_rhat"]),
+            "min_ess_bulk": rounded(diagnostics["min_ess_bulk"]),
+            "min_ess_tail": rounded(diagnostics["min_ess_tail"]),
+            "divergent_transitions": int(diagnostics["divergent_transitions"]),
+            "rules": (
+                f"R-hat <= {rules.max_rhat}, ESS >= {rules.min_ess_per_chain:g}/chain, "
+                f"divergences <= {rules.max_divergent}"
+            ),
+            "problems": "; ".join(problems) or "none",
+        },
+    )
+
+
+def kpi_judgement(conn: psycopg.Connection, as_of: dt.date, week: dict[str, str]) -> dg.AssetCheckResult:
+    coverage = kpi_sql.kpi_p_coverage(conn, as_of)
+    methods = kpi_sql.read_kpi_p(conn, as_of)["method"].value_counts().to_dict()
+    fit = fits_sql.latest_fit(conn, as_of)
+    return dg.AssetCheckResult(
+        passed=coverage["students"] > 0 and coverage["students_without_P"] == 0 and coverage["P_invalid"] == 0,
+        metadata={**week, "fit_run_id": fit["run_id"] if fit else "none", **coverage, "methods": str(methods)},
+    )
+
+
+@dg.asset_check(
+    asset=weekly_scores,
+    partitions_def=weekly_partitions,
+    blocking=True,
+    description="Not empty, every score in [0, 1], one row per student and week.",
+)
+def weekly_scores_valid(context: dg.AssetCheckExecutionContext, postgres: PostgresResource) -> dg.AssetCheckResult:
+    return judge(context, postgres, "weekly_scores", scores_judgement)
+
+
+@dg.asset_check(
+    asset=brms_posterior,
+    partitions_def=weekly_partitions,
+    description=(
+        "The week's fit exists and converged: R-hat <= 1.01, bulk and tail ESS >= 100 per chain for the population "
+        "parameters, no divergent transitions (Vehtari et al. 2021). Not blocking: when it fails, weekly_kpi_P "
+        "still runs, from the normal approximation."
+    ),
+)
+def brms_posterior_converged(context: dg.AssetCheckExecutionContext, postgres: PostgresResource) -> dg.AssetCheckResult:
+    return judge(context, postgres, "brms_posterior", convergence_judgement)
+
+
+@dg.asset_check(
+    asset=weekly_kpi_P,
+    partitions_def=weekly_partitions,
+    description="Every student of the week has exactly one P, and every P is in [0, 1].",
+)
+def weekly_kpi_P_valid(context: dg.AssetCheckExecutionContext, postgres: PostgresResource) -> dg.AssetCheckResult:
+    return judge(context, postgres, "weekly_kpi_P", kpi_judgement)

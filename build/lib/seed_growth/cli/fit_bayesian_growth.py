@@ -1,0 +1,38 @@
+"""Run the weekly graph once, for platforms that keep a plain CronJob:
+
+    python -m seed_growth.cli.fit_bayesian_growth [--week YYYY-MM-DD]
+    (the platform's CronJob calls it by its older path, python -m seed_growth.jobs.fit_bayesian_growth)
+
+Materializes weekly_scores -> brms_posterior -> weekly_kpi_P (with their checks) for the last complete
+week (or --week), reading every setting from the environment like the platform's old job
+(BRMS_LOOKBACK_WEEKS, BRMS_N_SAMPLES, ...). The run is recorded in the Dagster instance at DAGSTER_HOME
+when one is configured. Exit codes: 0 done; 1 the graph failed; 2 bad settings; 3 database or fitting
+service unreachable.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from seed_growth.cli.run import Exit, monday, parser_for, prepare, run_job
+from seed_growth.window import last_complete_week
+
+
+def main(argv: list[str] | None = None) -> int:
+    prog = "fit_bayesian_growth"
+    parser = parser_for(prog, __doc__)
+    parser.add_argument(
+        "--week", type=monday, default=None, help="Monday of the as-of week (default: last complete week)"
+    )
+    args = parser.parse_args(argv)
+    week = args.week or last_complete_week()
+    try:
+        prepare(prog)
+    except Exit as exc:
+        return exc.code
+    print(f"{prog}: week {week}")
+    return 0 if run_job(prog, "weekly_growth_job", week.isoformat()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

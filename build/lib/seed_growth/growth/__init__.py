@@ -1,0 +1,1 @@
+"""The statistics of seed-growth: plain functions over pandas/numpy, no Dagster."""

@@ -1,0 +1,113 @@
+"""Which P a week gets, and the KPI objects written for it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from seed_growth.growth.convergence import convergence_problems
+from seed_growth.growth.normal_approx import normal_approximation_p
+from seed_growth.growth.probability import p_from_student_summaries
+
+#: asks the fitting service for P: (run_id, targets) -> (P per row of targets, the service's method name)
+PredictProb = Callable[[str, pd.DataFrame], tuple[pd.Series, str]]
+
+
+class InvalidProbabilities(ValueError):
+    """P values that must not be written: the message says which and why."""
+
+
+def why_not_bayesian(use_bayesian: bool, fit: Mapping[str, Any] | None, *, n_rows: int) -> str | None:
+    """None when the week's posterior may give P; otherwise the reason it may not."""
+    if not use_bayesian:
+        return "METRICS_USE_BAYESIAN is false"
+    if fit is None:
+        return "no fit stored for this week (the service was unavailable or brms_posterior did not run)"
+    problems = convergence_problems(fit["diagnostics"], fit["chains"])
+    if problems:
+        return f"fit {fit['run_id']} did not converge: " + "; ".join(problems)
+    if fit["n_rows"] != n_rows:
+        return f"fit {fit['run_id']} is of other data ({fit['n_rows']} rows; weekly_scores now has {n_rows})"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class WeekP:
+    """P for each row of the targets, and how it was obtained."""
+
+    p: np.ndarray
+    method: str
+    run_id: str | None
+    fallback_reason: str | None
+    warnings: tuple[str, ...] = ()
+
+
+def estimate_p(
+    scores: pd.DataFrame,
+    targets: pd.DataFrame,
+    *,
+    use_bayesian: bool,
+    fit: Mapping[str, Any] | None,
+    fit_students: pd.DataFrame | None,
+    predict_prob: PredictProb,
+    service_errors: tuple[type[Exception], ...],
+) -> WeekP:
+    """The week's P: the service's posterior P when the fit may be used; the fit's stored per-student
+    summaries when the service cannot be asked (one of ``service_errors``); otherwise the normal
+    approximation."""
+    reason = why_not_bayesian(use_bayesian, fit, n_rows=len(scores))
+    if reason is not None or fit is None:
+        p = normal_approximation_p(scores, targets)["P"].to_numpy()
+        return WeekP(p, "normal_approximation", None, reason, (f"P from the normal approximation: {reason}",))
+    run_id = fit["run_id"]
+    try:
+        p, method = predict_prob(run_id, targets)
+        return WeekP(p.to_numpy(dtype=float), f"bayesian_{method}", run_id, None)
+    except service_errors as exc:
+        warning = f"predict_prob unavailable ({exc}); using the stored per-student summaries of {run_id}"
+    assert fit_students is not None, "a stored fit has its per-student summaries"
+    p = p_from_student_summaries(
+        fit_students, targets, link=fit["model"].get("link", "identity"), population=fit["posterior_summary"]
+    )
+    return WeekP(p.to_numpy(dtype=float), "bayesian_summaries", run_id, None, (warning,))
+
+
+def validate_probabilities(probabilities: pd.DataFrame, expected_students: pd.Series) -> None:
+    """Refuse P values that are missing, not finite, outside [0, 1], duplicated or for other students."""
+    p = pd.to_numeric(probabilities["P"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+    if bad.any():
+        example = probabilities.loc[bad, ["student", "P"]].iloc[0].to_dict()
+        raise InvalidProbabilities(f"{int(bad.sum())} P values are missing or outside [0, 1], e.g. {example}")
+    duplicated = probabilities["student"].duplicated()
+    if duplicated.any():
+        raise InvalidProbabilities(
+            f"students with more than one P, e.g. {probabilities.loc[duplicated, 'student'].iloc[0]!r}"
+        )
+    expected, got = set(expected_students.astype(str)), set(probabilities["student"].astype(str))
+    if expected != got:
+        missing, extra = sorted(expected - got)[:3], sorted(got - expected)[:3]
+        raise InvalidProbabilities(f"P is not one per student of weekly_scores: missing {missing}, unexpected {extra}")
+
+
+def kpi_payloads(probabilities: pd.DataFrame, *, method: str, run_id: str | None, as_of_week: dt.date) -> pd.DataFrame:
+    """One ``kpis`` object per student: P and how it was obtained (merged into weekly_kpi.kpis)."""
+    payloads = [
+        {
+            "P": float(p),
+            "P_method": method,
+            "P_goal": float(goal),
+            "P_target_week_start": target.isoformat(),
+            "P_run_id": run_id,
+            "P_as_of_week": as_of_week.isoformat(),
+        }
+        for p, goal, target in zip(
+            probabilities["P"], probabilities["goal"], probabilities["target_week_start"], strict=True
+        )
+    ]
+    return pd.DataFrame({"student": probabilities["student"].astype(str).to_numpy(), "kpis": payloads})

@@ -1,0 +1,71 @@
+"""SQL of the brms_posterior stage: growth_brms_meta (one row per fit) and growth_student_posterior."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pandas as pd
+import psycopg
+import psycopg.rows
+from psycopg import sql
+
+
+def insert_fit(conn: psycopg.Connection, fit: dict[str, Any], students: pd.DataFrame) -> None:
+    """One growth_brms_meta row and its per-student summaries (``students`` columns: user_id,
+    intercept_mean, intercept_sd, slope_mean, slope_sd, cor, n_weeks)."""
+    conn.execute(
+        """INSERT INTO growth_brms_meta
+             (run_id, fitted_at, as_of_week, window_start, lookback_weeks, family, engine, iter, chains,
+              n_students, n_rows, converged, posterior_summary, diagnostics, model, dagster_run_id)
+           VALUES (%(run_id)s, %(fitted_at)s, %(as_of_week)s, %(window_start)s, %(lookback_weeks)s,
+                   %(family)s, %(engine)s, %(iter)s, %(chains)s, %(n_students)s, %(n_rows)s, %(converged)s,
+                   %(posterior_summary)s, %(diagnostics)s, %(model)s, %(dagster_run_id)s)""",
+        {
+            **fit,
+            "posterior_summary": json.dumps(fit["posterior_summary"], allow_nan=False),
+            "diagnostics": json.dumps(fit["diagnostics"], allow_nan=False),
+            "model": json.dumps(fit["model"], allow_nan=False),
+        },
+    )
+    columns = ["user_id", "intercept_mean", "intercept_sd", "slope_mean", "slope_sd", "cor", "n_weeks"]
+    statement = sql.SQL("COPY growth_student_posterior ({}) FROM STDIN").format(
+        sql.SQL(", ").join(map(sql.Identifier, ["run_id", *columns]))
+    )
+    with conn.cursor().copy(statement) as copy:
+        for row in students[columns].itertuples(index=False):
+            copy.write_row((fit["run_id"], *row))
+
+
+def latest_fit(conn: psycopg.Connection, as_of_week: dt.date) -> dict[str, Any] | None:
+    """The most recent fit for an as-of week, or None."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            """SELECT run_id, fitted_at, as_of_week, window_start, lookback_weeks, family, engine, iter,
+                      chains, n_students, n_rows, converged, posterior_summary, diagnostics, model
+               FROM growth_brms_meta WHERE as_of_week = %s ORDER BY fitted_at DESC LIMIT 1""",
+            (as_of_week,),
+        )
+        return cur.fetchone()
+
+
+def read_student_posterior(conn: psycopg.Connection, run_id: str) -> pd.DataFrame:
+    columns = ["student", "intercept_mean", "intercept_sd", "slope_mean", "slope_sd", "cor", "n_weeks"]
+    rows = conn.execute(
+        """SELECT user_id, intercept_mean, intercept_sd, slope_mean, slope_sd, cor, n_weeks
+           FROM growth_student_posterior WHERE run_id = %s""",
+        (run_id,),
+    ).fetchall()
+    return pd.DataFrame(rows, columns=columns)
+
+
+def converged_fits(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """The latest fit of every as-of week, where it converged (oldest week first)."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            """SELECT DISTINCT ON (as_of_week) run_id, as_of_week, lookback_weeks, family, engine, chains,
+                      n_rows, converged, posterior_summary, diagnostics, model
+               FROM growth_brms_meta ORDER BY as_of_week, fitted_at DESC"""
+        )
+        return [row for row in cur.fetchall() if row["converged"]]
