@@ -1,1 +1,0 @@
-"""The statistics of seed-growth: plain functions over pandas/numpy, no Dagster."""

@@ -1,8 +1,0 @@
-"""The older path of `python -m seed_growth.cli.backtest`, kept for callers that use it."""
-
-import sys
-
-from seed_growth.cli.backtest import main
-
-if __name__ == "__main__":
-    sys.exit(main())
