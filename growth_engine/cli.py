@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .request import GrowthInputError, validate_data, validate_settings
+from .request import GrowthInputError, validate_data, validate_observation_model, validate_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_FOUND = 0, 1, 2, 3
 RESPONSE_FILE = "response.json"
@@ -87,7 +87,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     iter_, chains, seed, _ = validate_settings(
         req.get("iter", 1000), req.get("chains", 2), req.get("seed"), req.get("family", "gaussian"), req.get("engine")
     )
-    student, week, score = validate_data(req.get("data"))
+    student, week, score, n = validate_data(req.get("data"))
+    observation_model = validate_observation_model(req.get("observation_model"), n)
     os.makedirs(args.out_dir, exist_ok=True)
 
     from . import runtime
@@ -96,7 +97,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from . import sampler  # imports JAX: only after the input is known to be good
 
     result = sampler.fit_full(
-        student, week, score, iter=iter_, chains=chains, seed=seed, chain_method=args.chain_method
+        student,
+        week,
+        score,
+        iter=iter_,
+        chains=chains,
+        seed=seed,
+        chain_method=args.chain_method,
+        n=n,
+        observation_model=observation_model,
     )
     _atomic_write(os.path.join(args.out_dir, STATE_FILE), result.state_writer())
     text = dumps(result.response)

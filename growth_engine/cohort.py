@@ -39,6 +39,8 @@ class CohortFit:
     stats: StudentStats
     converged: bool
     message: str
+    loglik: float
+    observation: dict[str, Any] | None = None  # the observation model's record (Observation.describe())
 
     @property
     def params(self) -> tuple[float, float, float, float, float, float]:
@@ -67,11 +69,12 @@ class CohortFit:
         return mean, sd
 
 
-def fit_cohort_ml(student: ArrayLike, week: ArrayLike, score: ArrayLike) -> CohortFit:
+def fit_cohort_ml(student: ArrayLike, week: ArrayLike, score: ArrayLike, weight: ArrayLike | None = None) -> CohortFit:
     """Fit the population parameters to rows (student, week, score) by maximum likelihood (L-BFGS-B on
-    (beta0, beta1, log sd0, log sd1, atanh rho, log sigma), per-row log-likelihood)."""
-    stats = student_stats(np.asarray(student).astype(str), np.asarray(week), np.asarray(score))
-    n_rows = float(stats.n.sum())
+    (beta0, beta1, log sd0, log sd1, atanh rho, log sigma), per-row log-likelihood). ``weight``: the
+    observation model's precision weights per row (:mod:`growth_engine.observation`; default 1)."""
+    stats = student_stats(np.asarray(student).astype(str), np.asarray(week), np.asarray(score), weight=weight)
+    n_rows = float(stats.n_rows.sum())
 
     def negative_loglik(x: np.ndarray) -> float:
         beta0, beta1, log_sd0, log_sd1, atanh_rho, log_sigma = x
@@ -96,4 +99,5 @@ def fit_cohort_ml(student: ArrayLike, week: ArrayLike, score: ArrayLike) -> Coho
         stats=stats,
         converged=bool(result.success),
         message=str(result.message),
+        loglik=-float(result.fun) * n_rows,
     )

@@ -2,7 +2,7 @@ r"""Exact collapsed (random effects integrated out) math for the gaussian growth
 
 Model, for student i with centred times t_ij = week_ij - c::
 
-    y_ij = a_i + b_i t_ij + e_ij,   e_ij ~ N(0, sigma^2),
+    y_ij = a_i + b_i t_ij + e_ij,   e_ij ~ N(0, sigma^2 / w_ij),
     (a_i, b_i) ~ N((beta0, beta1), Sigma),  Sigma = L L',
     L = [[sd0, 0], [rho sd1, sd1 sqrt(1 - rho^2)]].
 
@@ -20,9 +20,11 @@ and the conditional ("posterior given the population parameters") of theta_i = (
 
     theta_i | y_i  ~  N(beta + L M^{-1} w,  sigma^2 L M^{-1} L').
 
-No Sigma^{-1} is formed, so sd0, sd1 -> 0 or |rho| -> 1 are harmless. Every quantity is written from
-the within-student centred statistics (see :mod:`growth_engine.stats`) so that no large power sums
-are subtracted:
+with w_ij the observation model's precision weights (1 in the plain model; see :mod:`.observation`) and
+every sum weighted (S = X_i' W X_i, u = X_i' W r, n = sum w); log|V_i| then also gains -sum log w, and
+n - 2 in it counts rows. No Sigma^{-1} is formed, so sd0, sd1 -> 0 or |rho| -> 1 are harmless. Every
+quantity is written from the within-student centred statistics (see :mod:`growth_engine.stats`) so that
+no large power sums are subtracted:
 
     u0   = n (ybar - beta0 - beta1 tbar)
     u1   = sty_c - beta1 stt_c + tbar u0
@@ -58,10 +60,15 @@ def _arrays(stats: Any, xp: Any) -> dict[str, Any]:
     else:
         d = stats
     if all(k in d for k in CENTRED_KEYS):
-        return {k: xp.asarray(d[k]) for k in CENTRED_KEYS}
-    if all(k in d for k in RAW_KEYS):
-        return centred_from_raw({k: xp.asarray(d[k]) for k in RAW_KEYS}, xp=xp)
-    raise KeyError(f"stats must provide {CENTRED_KEYS} (preferred) or {RAW_KEYS}")
+        out = {k: xp.asarray(d[k]) for k in CENTRED_KEYS}
+    elif all(k in d for k in RAW_KEYS):
+        out = centred_from_raw({k: xp.asarray(d[k]) for k in RAW_KEYS}, xp=xp)
+    else:
+        raise KeyError(f"stats must provide {CENTRED_KEYS} (preferred) or {RAW_KEYS}")
+    # precision weights: the constant needs the row count and sum log w (unweighted: n and 0)
+    out["n_rows"] = xp.asarray(d["n_rows"]) if "n_rows" in d else out["n"]
+    out["log_w"] = xp.asarray(d["log_w"]) if "log_w" in d else 0.0 * out["n"]
+    return out
 
 
 def _design(n, tbar, stt_c, sd0, sd1, rho, sigma, xp):
@@ -106,7 +113,8 @@ def marginal_loglik_terms(
     rr = k["syy_c"] - 2.0 * beta1 * k["sty_c"] + beta1 * beta1 * k["stt_c"] + k["n"] * k["d0"] * k["d0"]
     wMw = (k["m22"] * k["w1"] * k["w1"] - 2.0 * k["m12"] * k["w1"] * k["w2"] + k["m11"] * k["w2"] * k["w2"]) / det
     quad = (rr - wMw) / s2
-    return -0.5 * (k["n"] * LOG_2PI + (k["n"] - 2.0) * xp.log(s2) + xp.log(det) + quad)
+    n_rows = d["n_rows"]
+    return -0.5 * (n_rows * LOG_2PI + (n_rows - 2.0) * xp.log(s2) - d["log_w"] + xp.log(det) + quad)
 
 
 def marginal_loglik(stats: Any, beta0: Any, beta1: Any, sd0: Any, sd1: Any, rho: Any, sigma: Any, xp: Any = np) -> Any:
@@ -234,7 +242,10 @@ def grouped_marginal_loglik_terms(
     W22 = l22 * l22 * U11
     trPW = (k["m22"] * W11 - 2.0 * k["m12"] * W12 + k["m11"] * W22) / det
     rr = R - 2.0 * beta1 * m * sc + m * beta1 * beta1 * stt_c + n * (m * d0 * d0 + qyy)
-    return -0.5 * (m * (n * LOG_2PI + (n - 2.0) * xp.log(s2) + xp.log(det)) + (rr - trPW) / s2)
+    rows = xp.asarray(d["n_rows"]) if "n_rows" in d else m * n
+    log_w = xp.asarray(d["log_w"]) if "log_w" in d else 0.0
+    constant = rows * LOG_2PI + (rows - 2.0 * m) * xp.log(s2) - log_w
+    return -0.5 * (constant + m * xp.log(det) + (rr - trPW) / s2)
 
 
 def grouped_marginal_loglik(

@@ -10,8 +10,9 @@ student's expected score eta = a_i + b_i (T - c) is exactly normal given the dra
 p = mean over draws of Phi((mean - g) / sd)   (Rao-Blackwellized P(eta >= g)).
 
 predictive=True gives the probability for the *observed* score of the target week instead: the gaussian
-model's week score is eta + e with e ~ N(0, sigma^2), so each draw's variance gains sigma^2 (the attempt
-count n does not enter the gaussian likelihood, so it is not needed here).
+model's week score is eta + e, so each draw's variance gains the residual variance of a typical week of
+the student: sigma^2 under the plain observation model, sigma^2 times the student's mean 1 / w under the
+attempts model (:mod:`.observation`; an unseen student: sigma^2, an average row).
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def predict_prob(
         raise GrowthInputError("the fit has no draws")
     chunk = max(1, max_elements // D)
     p = np.empty(len(students))
-    noise = dr["sigma"] ** 2 if predictive else 0.0
+    noise = dr["sigma"] ** 2 if predictive else np.zeros_like(dr["sigma"])
     arrays = state.stats.arrays()
+    noise_scale = state.stats.noise_scale
 
     for start in range(0, len(students), chunk):
         sl = slice(start, min(start + chunk, len(students)))
@@ -80,7 +82,8 @@ def predict_prob(
                 sub, dr["beta0"], dr["beta1"], dr["sd0"], dr["sd1"], dr["rho"], dr["sigma"]
             )
             xv = xs[sn]
-            out[sn] = _prob(ma + mb * xv, vaa + 2.0 * xv * vab + xv * xv * vbb + noise, gs[sn])
+            var = vaa + 2.0 * xv * vab + xv * xv * vbb + noise * noise_scale[ii[sn]]
+            out[sn] = _prob(ma + mb * xv, var, gs[sn])
         if (~sn).any():
             xv = xs[~sn]
             mean = dr["beta0"] + dr["beta1"] * xv

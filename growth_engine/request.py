@@ -9,7 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from .observation import DEFAULT_OBSERVATION_MODEL, OBSERVATION_MODELS
+
 ITER_RANGE = (200, 20000)
+WEEK_RANGE = (0, 520)  # weeks since the platform's epoch: ten years
+ATTEMPTS_MAX = 100_000
 CHAINS_RANGE = (1, 8)
 
 
@@ -91,8 +95,19 @@ def _students(col):
     return np.asarray([str(v) for v in col], dtype=str)
 
 
-def validate_data(data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(student, week, score)`` arrays from columnar or row data, or raise GrowthInputError."""
+def _attempts(n: Any) -> np.ndarray:
+    """data.n: attempts behind each row's score, integers >= 1 on every row."""
+    if not isinstance(n, np.ndarray) and any(v is None for v in n):
+        raise GrowthInputError("data.n must be given on every row when it is given (attempts behind the score)")
+    arr = _numeric(n, "n")
+    if np.any(arr != np.round(arr)) or np.any(arr < 1) or np.any(arr > ATTEMPTS_MAX):
+        raise GrowthInputError(f"data.n must contain integers in 1..{ATTEMPTS_MAX} (attempts behind the score)")
+    return arr
+
+
+def validate_data(data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Return ``(student, week, score, n)`` arrays from columnar or row data (n: None when absent), or
+    raise GrowthInputError."""
     if data is None:
         raise GrowthInputError("data is missing")
     if isinstance(data, list):
@@ -114,17 +129,33 @@ def validate_data(data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     week = _numeric(week, "week")
     if np.any(week != np.round(week)):
         raise GrowthInputError("data.week must contain integers")
+    if np.any((week < WEEK_RANGE[0]) | (week > WEEK_RANGE[1])):
+        raise GrowthInputError(f"data.week must lie in {WEEK_RANGE[0]}..{WEEK_RANGE[1]}")
     score = _numeric(score, "score")
     if np.any((score < 0) | (score > 1)):
         raise GrowthInputError("data.score must lie in [0, 1]")
-    if n is not None:
-        # ignored by the gaussian model, but must be sensible when given
-        if not isinstance(n, np.ndarray) and not all(type(v) in (int, float) or v is None for v in n):
-            if not all(v is None or _is_num(v) for v in n):
-                raise GrowthInputError("data.n must contain numbers")
-    if np.unique(student).shape[0] < 2:
+    attempts = None if n is None else _attempts(n)
+    if not np.any(student != student[0]):  # cheaper than counting distinct ids of millions of rows
         raise GrowthInputError("data must contain at least 2 students")
-    return student, week, score
+    return student, week, score, attempts
+
+
+def check_one_row_per_week(n_weeks: np.ndarray, n_rows: np.ndarray) -> None:
+    """A repeated (student, week) row is an error (from the per-student statistics: distinct weeks < rows)."""
+    if np.any(n_weeks < n_rows):
+        raise GrowthInputError("data has a repeated (student, week) row: one row per student and week")
+
+
+def validate_observation_model(name: Any, n: np.ndarray | None) -> str:
+    """The observation model to fit: ``name`` if given, else 'attempts' when data.n is given and 'plain'
+    without it (see growth_engine.observation)."""
+    if name is None:
+        return DEFAULT_OBSERVATION_MODEL if n is not None else "plain"
+    if name not in OBSERVATION_MODELS:
+        raise GrowthInputError(f"observation_model must be one of {list(OBSERVATION_MODELS)} (got {name!r})")
+    if name == "attempts" and n is None:
+        raise GrowthInputError("observation_model 'attempts' needs data.n (the attempts behind each score)")
+    return name
 
 
 def validate_settings(
@@ -168,6 +199,8 @@ def validate_targets(targets: Any) -> tuple[list[Any], list[float], list[float]]
             raise GrowthInputError(f"targets[{i}].student must be a string or integer")
         if not _is_num(w) or not math.isfinite(w):
             raise GrowthInputError(f"targets[{i}].target_week must be a number")
+        if not WEEK_RANGE[0] <= w <= WEEK_RANGE[1]:
+            raise GrowthInputError(f"targets[{i}].target_week must lie in {WEEK_RANGE[0]}..{WEEK_RANGE[1]}")
         if not _is_num(g) or not math.isfinite(g):
             raise GrowthInputError(f"targets[{i}].goal must be a number")
         students.append(s)

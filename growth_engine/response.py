@@ -27,6 +27,10 @@ METHOD = (
     "(Woodbury / determinant lemma on per-student sufficient statistics); student "
     "summaries Rao-Blackwellized over all draws"
 )
+INDEPENDENCE_METHOD = (
+    "independence Metropolis-Hastings from the Laplace approximation (multivariate t_10 proposals), exact "
+    "collapsed posterior in the acceptance ratio; used beyond growth_engine.independence.MIN_GROUPS design groups"
+)
 PRECONDITIONING = (
     "affine: Laplace approximation at the posterior mode (unconstrained space), "
     "then NUTS with diagonal mass-matrix adaptation"
@@ -41,7 +45,7 @@ def _agg(f: Callable[[list[float]], float], xs: Iterable[float]) -> float:
 def engine_details(plan: Plan, groups: DesignGroups, run: ChainRun) -> dict[str, Any]:
     """How this engine got there: seed, chain method, preconditioning, compilation, step sizes."""
     return {
-        "method": METHOD,
+        "method": INDEPENDENCE_METHOD if plan.method == "independence" else METHOD,
         "seed_used": plan.seed_used,
         "chain_method": plan.method,
         "preconditioning": PRECONDITIONING,

@@ -33,12 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from . import runtime
+from . import independence, runtime
 from .chains import ChainProgram, auto_thin, default_chain_method, pad_groups
 from .laplace import laplace, moment_estimates
 from .model import SITES, flat, to_params, to_unconstrained
+from .observation import observation
 from .priors import BRMS_NAMES, FORMULA, PRIORS
-from .request import validate_data, validate_settings
+from .request import check_one_row_per_week, validate_data, validate_observation_model, validate_settings
 from .response import build_response
 from .state import PARAM_NAMES, FitState, save_state
 from .stats import StudentStats, design_groups, student_stats
@@ -105,27 +106,37 @@ def _plan(
     thin: int | None,
     init_scale: float,
 ) -> Plan:
-    num_warmup = iter // 2
+    num_draws = iter - iter // 2
     entropy = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
     seed_used = int(seed) if seed is not None else entropy % (2**31 - 1)
+    if chain_method == "independence" or (chain_method is None and n_padded > independence.MIN_GROUPS):
+        return Plan(iter, chains, seed, seed_used, independence.WARMUP, num_draws, 1, "independence", init_scale)
     thin = int(auto_thin(n_padded) if thin is None else thin)
     if thin < 1:
         raise ValueError("thin must be >= 1")
     method = chain_method or default_chain_method(chains, n_padded)
-    return Plan(iter, chains, seed, seed_used, num_warmup, iter - num_warmup, thin, method, init_scale)
+    return Plan(iter, chains, seed, seed_used, iter // 2, num_draws, thin, method, init_scale)
 
 
 def _run_chains(plan: Plan, stats: StudentStats, data: dict[str, np.ndarray], overlap_compile: bool) -> ChainRun:
-    """Laplace start + preconditioned NUTS; the chains compile while the mode is found."""
-    program = ChainProgram(data, plan.chains, plan.num_warmup, plan.num_run, plan.method)
-    if overlap_compile:
-        program.start()
+    """Laplace start + preconditioned NUTS (the chains compile while the mode is found), or with very many
+    design groups independence Metropolis-Hastings from the Laplace approximation (:mod:`.independence`)."""
+    program = None
+    if plan.method != "independence":
+        program = ChainProgram(data, plan.chains, plan.num_warmup, plan.num_run, plan.method)
+        if overlap_compile:
+            program.start()
     t_l = time.perf_counter()
     mode, chol, lap_info, lap_compile = laplace(data, flat(to_unconstrained(moment_estimates(stats))))
     laplace_s = time.perf_counter() - t_l - lap_compile
     # over-dispersed starts: the preconditioned posterior is ~N(0, I)
     eps0 = plan.init_scale * np.random.default_rng(plan.seed_used).standard_normal((plan.chains, len(SITES)))
-    outs, compile_wait, sampling_s = program.run(plan.seed_used, eps0, mode, chol)
+    if program is None:
+        t_s = time.perf_counter()
+        outs = independence.run_independence(data, mode, chol, eps0, plan.num_run, plan.seed_used)
+        compile_wait, sampling_s = 0.0, time.perf_counter() - t_s
+    else:
+        outs, compile_wait, sampling_s = program.run(plan.seed_used, eps0, mode, chol)
     eps, diverging, num_steps, accept_prob, step_size = outs
     z = np.asarray(mode) + np.asarray(eps) @ np.asarray(chol).T  # (chains, iter, 6)
     kept = slice(plan.num_warmup + plan.thin - 1, plan.num_run, plan.thin)
@@ -138,8 +149,8 @@ def _run_chains(plan: Plan, stats: StudentStats, data: dict[str, np.ndarray], ov
         step_size=np.asarray(step_size)[:, -1],
         laplace_info=lap_info,
         laplace_seconds=laplace_s,
-        compile_seconds=lap_compile + (compile_wait if overlap_compile else program.compile_seconds),
-        chain_compile_seconds=program.compile_seconds,
+        compile_seconds=lap_compile + (compile_wait if overlap_compile or program is None else program.compile_seconds),
+        chain_compile_seconds=0.0 if program is None else program.compile_seconds,
         sampling_seconds=sampling_s,
     )
 
@@ -156,13 +167,19 @@ def fit_full(
     init_scale: float = 2.0,
     overlap_compile: bool = True,
     thin: int | None = None,
+    n: Sequence[Any] | np.ndarray | None = None,
+    observation_model: str | None = None,
 ) -> FitResult:
     """Fit the model; see :func:`fit`. Also returns the state needed by :mod:`growth_engine.predict`."""
     with runtime.float64():
         t_start = time.perf_counter()
         iter, chains, seed, _ = validate_settings(iter, chains, seed, "gaussian")
-        student, week, score = validate_data({"student": student, "week": week, "score": score})
-        stats = student_stats(student, week, score)
+        columns = {"student": student, "week": week, "score": score, **({} if n is None else {"n": n})}
+        student, week, score, n = validate_data(columns)
+        obs = observation(validate_observation_model(observation_model, n), student, week, score, n)
+        t_obs = time.perf_counter() - t_start
+        stats = student_stats(student, week, score, weight=obs.weight)
+        check_one_row_per_week(stats.n_weeks, stats.n_rows)
         groups = design_groups(stats)
         data = pad_groups(groups)
         plan = _plan(iter, chains, seed, len(data["count"]), chain_method, thin, init_scale)
@@ -171,8 +188,10 @@ def fit_full(
         response = build_response(
             plan, stats, groups, run, draws, n_rows=int(student.shape[0]), n_weeks=int(np.unique(week).shape[0])
         )
+    response["model"]["observation"] = obs.describe()
+    response["diagnostics"]["observation_seconds"] = t_obs
     meta = {"week_center": stats.center, "iter": iter, "chains": chains, "seed": seed, "seed_used": plan.seed_used,
-            "family": "gaussian", "engine": "collapsed"}  # fmt: skip
+            "family": "gaussian", "engine": "collapsed", "observation_model": obs.name}  # fmt: skip
     state = FitState(draws=draws, chain=np.repeat(np.arange(chains), plan.num_draws), stats=stats, meta=meta)
     response["diagnostics"]["total_seconds"] = time.perf_counter() - t_start
     return FitResult(response, state)

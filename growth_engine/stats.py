@@ -5,12 +5,17 @@ the collapsed likelihood needs only
 
     n, st = sum t, stt = sum t^2, sy = sum y, sty = sum t*y, syy = sum y^2.
 
+With per-row precision weights w (the observation model's, :mod:`growth_engine.observation`: row j's
+residual variance is sigma^2 / w_j) every sum is weighted (n = sum w, st = sum w t, ...), and the
+likelihood's normalizing constant also needs the row count ``n_rows`` and ``log_w`` = sum log w.
+Without weights w = 1: n = n_rows and log_w = 0.
+
 Raw power sums cancel badly when they are combined later (e.g. sum (y - mu)^2 =
 syy - 2 mu sy + n mu^2), so alongside them we keep the *within-student centred*
 equivalents, computed with a second pass over the rows in float64:
 
     tbar = st/n, ybar = sy/n,
-    stt_c = sum (t - tbar)^2, sty_c = sum (t - tbar)(y - ybar), syy_c = sum (y - ybar)^2.
+    stt_c = sum w (t - tbar)^2, sty_c = sum w (t - tbar)(y - ybar), syy_c = sum w (y - ybar)^2.
 
 ``(n, tbar, ybar, stt_c, sty_c, syy_c)`` carry exactly the same information as the raw
 six sums and are what :mod:`growth_engine.collapsed` uses.
@@ -29,6 +34,10 @@ import numpy as np
 #: Keys of the mapping consumed by :func:`growth_engine.collapsed.marginal_loglik`.
 CENTRED_KEYS = ("n", "tbar", "ybar", "stt_c", "sty_c", "syy_c")
 RAW_KEYS = ("n", "st", "stt", "sy", "sty", "syy")
+#: Keys of the likelihood's constant under weights (optional: default n_rows = n, log_w = 0).
+WEIGHT_KEYS = ("n_rows", "log_w")
+_ARRAY_FIELDS = ("ids", "n", "st", "stt", "sy", "sty", "syy", "tbar", "ybar", "stt_c", "sty_c", "syy_c", "n_weeks",
+                 "n_rows", "log_w", "noise_scale")  # fmt: skip
 
 
 @dataclass
@@ -39,9 +48,12 @@ class StudentStats:
     ----------
     ids : (N,) array of the distinct student ids.
     center : the week centre c (time used in all sums is ``week - center``).
-    n, st, stt, sy, sty, syy : raw per-student sums (float64; t centred at c).
+    n, st, stt, sy, sty, syy : raw per-student sums (float64; t centred at c), weighted.
     tbar, ybar, stt_c, sty_c, syy_c : within-student centred versions (see module doc).
     n_weeks : (N,) int, number of *distinct* weeks observed for the student.
+    n_rows, log_w : (N,) rows and sum of log weights (the likelihood's constant).
+    noise_scale : (N,) mean over the student's rows of 1 / w: a typical week's residual variance is
+        sigma^2 * noise_scale (1 without weights; used by predictive probabilities).
     """
 
     ids: np.ndarray
@@ -58,6 +70,9 @@ class StudentStats:
     sty_c: np.ndarray
     syy_c: np.ndarray
     n_weeks: np.ndarray
+    n_rows: np.ndarray
+    log_w: np.ndarray
+    noise_scale: np.ndarray
     _index: dict | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -66,16 +81,12 @@ class StudentStats:
 
     def arrays(self) -> dict:
         """The mapping of float64 arrays used by :mod:`growth_engine.collapsed`."""
-        return {k: getattr(self, k) for k in CENTRED_KEYS}
+        return {k: getattr(self, k) for k in (*CENTRED_KEYS, *WEIGHT_KEYS)}
 
     def subset(self, idx: Any) -> StudentStats:
         """Statistics of the students at integer positions ``idx``."""
         idx = np.asarray(idx)
-        kw = {
-            k: getattr(self, k)[idx]
-            for k in ("ids", "n", "st", "stt", "sy", "sty", "syy", "tbar", "ybar", "stt_c", "sty_c", "syy_c", "n_weeks")
-        }
-        return StudentStats(center=self.center, **kw)
+        return StudentStats(center=self.center, **{k: getattr(self, k)[idx] for k in _ARRAY_FIELDS})
 
     def lookup(self, students: Any) -> np.ndarray:
         """Positions of ``students`` in ``ids`` (-1 where unknown). Ids are matched by ``str()``."""
@@ -84,10 +95,7 @@ class StudentStats:
         return np.array([self._index.get(str(s), -1) for s in students], dtype=np.int64)
 
     def to_npz_dict(self, prefix: str = "stats_") -> dict:
-        out = {
-            prefix + k: getattr(self, k)
-            for k in ("n", "st", "stt", "sy", "sty", "syy", "tbar", "ybar", "stt_c", "sty_c", "syy_c", "n_weeks")
-        }
+        out = {prefix + k: getattr(self, k) for k in _ARRAY_FIELDS if k != "ids"}
         ids = self.ids
         if ids.dtype == object:
             ids = ids.astype(str)
@@ -97,10 +105,10 @@ class StudentStats:
 
     @classmethod
     def from_npz_dict(cls, d: Any, prefix: str = "stats_") -> StudentStats:
-        kw: dict[str, Any] = {
-            k: np.asarray(d[prefix + k])
-            for k in ("ids", "n", "st", "stt", "sy", "sty", "syy", "tbar", "ybar", "stt_c", "sty_c", "syy_c", "n_weeks")
-        }
+        kw: dict[str, Any] = {k: np.asarray(d[prefix + k]) for k in _ARRAY_FIELDS if prefix + k in d}
+        unweighted = {"n_rows": kw["n"], "log_w": np.zeros_like(kw["n"]), "noise_scale": np.ones_like(kw["n"])}
+        for k, v in unweighted.items():  # states saved before weights existed
+            kw.setdefault(k, v)
         return cls(center=float(d[prefix + "center"]), **kw)
 
 
@@ -119,21 +127,27 @@ def _checked_rows(student: Any, week: Any, score: Any) -> tuple[np.ndarray, np.n
     return student, week, y
 
 
-def _within_week_spread(week: np.ndarray, inv: np.ndarray, n: np.ndarray, bsum: Callable) -> tuple[np.ndarray, ...]:
-    """Time design: (wbar, dt = week - wbar per row, stt_c). For integer weeks the week sums are exact
-    integers in float64, so wbar and stt_c are computed exactly-rounded and are bitwise identical for
-    students observed on the same weeks (growth_engine.stats.design_groups relies on that to pool them)."""
-    sw, sww = bsum(week), bsum(week * week)
+def _within_week_spread(
+    week: np.ndarray, w: np.ndarray | None, inv: np.ndarray, n: np.ndarray, bsum: Callable
+) -> tuple[np.ndarray, ...]:
+    """Time design: (wbar, dt = week - wbar per row, stt_c), weighted by ``w`` (None: 1). For integer
+    weeks and integer weights the sums are exact integers in float64, so wbar and stt_c are computed
+    exactly-rounded and are bitwise identical for students with the same design
+    (growth_engine.stats.design_groups relies on that to pool them)."""
+    ww = week if w is None else w * week
+    sw, sww = bsum(ww), bsum(ww * week)
     wbar = sw / n
     exact = bool(np.all(week == np.round(week))) and float(np.max(np.abs(week))) < 2.0**20
+    exact = exact and (w is None or bool(np.all(w == np.round(w))))
     dt = week - wbar[inv]
+    wdt = dt if w is None else w * dt
     if exact:
-        num = n * sww - sw * sw  # = n * sum (w - wbar)^2, exact while < 2^53
+        num = n * sww - sw * sw  # = n * sum w (t - wbar)^2, exact while < 2^53
         ok = (n * sww) < 2.0**52
-        stt_c = np.where(ok, num / n, bsum(dt * dt))
+        stt_c = np.where(ok, num / n, bsum(wdt * dt))
     else:
-        dt -= (bsum(dt) / n)[inv]
-        stt_c = bsum(dt * dt)
+        dt -= (bsum(wdt) / n)[inv]
+        stt_c = bsum((dt if w is None else w * dt) * dt)
     return wbar, dt, stt_c
 
 
@@ -145,7 +159,18 @@ def _distinct_weeks(week: np.ndarray, inv: np.ndarray, N: int) -> np.ndarray:
     return np.bincount(si[new], minlength=N).astype(np.int64)
 
 
-def student_stats(student: Any, week: Any, score: Any, center: float | None = None) -> StudentStats:
+def _checked_weights(weight: Any, size: int) -> np.ndarray | None:
+    if weight is None:
+        return None
+    w = np.asarray(weight, dtype=np.float64)
+    if w.shape != (size,):
+        raise ValueError("weight must be a 1-d array as long as the rows")
+    if not (np.all(np.isfinite(w)) and np.all(w > 0)):
+        raise ValueError("weights must be finite and > 0")
+    return w
+
+
+def student_stats(student: Any, week: Any, score: Any, center: float | None = None, weight: Any = None) -> StudentStats:
     """Build :class:`StudentStats` from row-level data.
 
     Parameters
@@ -154,8 +179,10 @@ def student_stats(student: Any, week: Any, score: Any, center: float | None = No
     week : (R,) numeric weeks on the caller's scale.
     score : (R,) numeric responses.
     center : week centre c; default ``mean(week)`` over all rows (the contract's ``week_center``).
+    weight : (R,) precision weights (row j's residual variance is sigma^2 / w_j); default 1.
     """
     student, week, y = _checked_rows(student, week, score)
+    w = _checked_weights(weight, student.shape[0])
     c = float(np.mean(week)) if center is None else float(center)
     t = week - c
 
@@ -163,18 +190,24 @@ def student_stats(student: Any, week: Any, score: Any, center: float | None = No
     inv = inv.reshape(-1)
     N = ids.shape[0]
 
-    def bsum(w: np.ndarray) -> np.ndarray:
-        return np.bincount(inv, weights=w, minlength=N)
+    def bsum(v: np.ndarray) -> np.ndarray:
+        return np.bincount(inv, weights=v, minlength=N)
 
-    n = np.bincount(inv, minlength=N).astype(np.float64)
-    ybar = bsum(y) / n
+    n_rows = np.bincount(inv, minlength=N).astype(np.float64)
+    n = n_rows if w is None else bsum(w)
+    wy = y if w is None else w * y
+    wt = t if w is None else w * t
+    ybar = bsum(wy) / n
     dy = y - ybar[inv]
-    dy -= (bsum(dy) / n)[inv]  # second pass removes the first pass' rounding error of the mean
-    wbar, dt, stt_c = _within_week_spread(week, inv, n, bsum)
+    dy -= (bsum(dy if w is None else w * dy) / n)[inv]  # second pass removes the first pass' rounding error
+    wbar, dt, stt_c = _within_week_spread(week, w, inv, n, bsum)
+    wdy = dy if w is None else w * dy
     return StudentStats(
-        ids=ids, center=c, n=n, st=bsum(t), stt=bsum(t * t), sy=bsum(y), sty=bsum(t * y), syy=bsum(y * y),
-        tbar=wbar - c, ybar=ybar, stt_c=stt_c, sty_c=bsum(dt * dy), syy_c=bsum(dy * dy),
-        n_weeks=_distinct_weeks(week, inv, N),
+        ids=ids, center=c, n=n, st=bsum(wt), stt=bsum(wt * t), sy=bsum(wy), sty=bsum(wt * y), syy=bsum(wy * y),
+        tbar=wbar - c, ybar=ybar, stt_c=stt_c, sty_c=bsum(dt * wdy), syy_c=bsum(dy * wdy),
+        n_weeks=_distinct_weeks(week, inv, N), n_rows=n_rows,
+        log_w=np.zeros(N) if w is None else bsum(np.log(w)),
+        noise_scale=np.ones(N) if w is None else bsum(1.0 / w) / n_rows,
     )  # fmt: skip
 
 
@@ -205,7 +238,8 @@ class DesignGroups:
 
     Per group: ``count``; design ``n, tbar, stt_c``; ``ybar``/``sty_c`` = mean over its students;
     ``qyy, qys, qss`` = centred scatter sums of (ybar, sty_c) over its students; ``syy_c`` = sum over its
-    students. ``group`` maps each student (StudentStats order) to its group.
+    students; ``n_rows``, ``log_w`` = sums over its students (the likelihood's constant). ``group`` maps each
+    student (StudentStats order) to its group.
     """
 
     count: np.ndarray
@@ -218,9 +252,11 @@ class DesignGroups:
     qys: np.ndarray
     qss: np.ndarray
     syy_c: np.ndarray
+    n_rows: np.ndarray
+    log_w: np.ndarray
     group: np.ndarray
 
-    KEYS = ("count", "n", "tbar", "stt_c", "ybar", "sty_c", "qyy", "qys", "qss", "syy_c")
+    KEYS = ("count", "n", "tbar", "stt_c", "ybar", "sty_c", "qyy", "qys", "qss", "syy_c", "n_rows", "log_w")
 
     @property
     def n_groups(self) -> int:
@@ -260,5 +296,7 @@ def design_groups(stats: StudentStats) -> DesignGroups:
         qys=gsum(dy * ds),
         qss=gsum(ds * ds),
         syy_c=gsum(stats.syy_c),
+        n_rows=gsum(stats.n_rows),
+        log_w=gsum(stats.log_w),
         group=g,
     )

@@ -21,6 +21,11 @@ from .stats import DesignGroups, StudentStats, design_groups
 _F_KEYS = ("ma", "fya", "fsa", "mb", "fyb", "fsb")
 _V_KEYS = ("vaa", "vab", "vbb")
 _DESIGN_KEYS = ("n", "tbar", "stt_c", "ybar", "sty_c")
+#: design group x draw cells the Rao-Blackwellization may cost; beyond that it averages over an evenly spaced
+#: subset of the draws (at least ``MIN_RB_DRAWS``). Only cohorts of very many design groups get there, and
+#: for them the draws' spread, which the subset estimates, is small next to each student's own.
+RB_CELLS = 50_000_000
+MIN_RB_DRAWS = 50
 
 
 @jax.jit
@@ -78,19 +83,30 @@ def _group_moments(groups: DesignGroups, draws: Mapping[str, Any], max_elements:
     return out
 
 
+def _draw_subset(draws: Mapping[str, Any], n_groups: int) -> Mapping[str, Any]:
+    """All draws, or an evenly spaced subset when groups x draws exceed ``RB_CELLS``."""
+    total = int(np.asarray(draws["beta0"]).shape[0])
+    keep = max(MIN_RB_DRAWS, RB_CELLS // max(n_groups, 1))
+    if keep >= total:
+        return draws
+    index = np.round(np.linspace(0, total - 1, keep)).astype(np.int64)
+    return {k: np.asarray(v)[index] for k, v in draws.items()}
+
+
 def rao_blackwell_students(
     stats: StudentStats, draws: Mapping[str, Any], groups: DesignGroups | None = None, max_elements: int = 2_000_000
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Posterior mean and covariance of (a_i at c, b_i) for every student, exact given the draws.
 
     mean = average over draws of the conditional means; cov = average conditional covariance + covariance
-    over draws of the conditional means (law of total covariance, divisor D). Because the conditional mean
+    over draws of the conditional means (law of total covariance, divisor D; see ``RB_CELLS`` for very large
+    cohorts). Because the conditional mean
     is affine in (ybar_i, sty_c_i) with coefficients shared by a design group, the per-draw work is done
     once per group (chunks of groups x draws bounded by ``max_elements``) and the per-student step is O(1).
     Returns (mean_a, mean_b, var_a, cov_ab, var_b), each (N,).
     """
     groups = design_groups(stats) if groups is None else groups
-    m = _group_moments(groups, draws, max_elements)
+    m = _group_moments(groups, _draw_subset(draws, groups.n_groups), max_elements)
     g = groups.group
     dy = stats.ybar - groups.ybar[g]
     ds = stats.sty_c - groups.sty_c[g]

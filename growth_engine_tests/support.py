@@ -21,11 +21,13 @@ def sigma_matrix(p):
     return np.array([[p["sd0"] ** 2, c01], [c01, p["sd1"] ** 2]])
 
 
-def dense_student(t, y, p):
-    """Dense log N(y | X beta, sigma^2 I + X Sigma X'), and the conditional mean/cov of (a, b)."""
+def dense_student(t, y, p, weight=None):
+    """Dense log N(y | X beta, sigma^2 W^-1 + X Sigma X') (W = diag(weight), default I), and the
+    conditional mean/cov of (a, b)."""
     X = np.c_[np.ones_like(t), t]
     S = sigma_matrix(p)
-    V = p["sigma"] ** 2 * np.eye(len(t)) + X @ S @ X.T
+    w = np.ones_like(t) if weight is None else np.asarray(weight, dtype=float)
+    V = p["sigma"] ** 2 * np.diag(1.0 / w) + X @ S @ X.T
     ll = multivariate_normal(X @ [p["beta0"], p["beta1"]], V).logpdf(y)
     beta = np.array([p["beta0"], p["beta1"]])
     # conditional via the joint normal of (theta, y): no Sigma^{-1} needed

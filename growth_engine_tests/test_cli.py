@@ -68,7 +68,7 @@ def test_cli_fit_then_predict(tmp_path):
 
     # row-format data gives the same fit
     rows = [
-        {"student": s, "week": int(w), "score": float(y)}
+        {"student": s, "week": int(w), "score": float(y), "n": 12}
         for s, w, y in zip(d["student"], d["week"], d["score"], strict=True)
     ]
     (tmp_path / "req_rows.json").write_text(json.dumps(dict(req, data=rows)))

@@ -73,6 +73,35 @@ def test_marginal_loglik_and_conditionals_match_dense(p):
     assert C.marginal_loglik(st, **p) == pytest.approx(ll.sum(), rel=1e-13)
 
 
+@pytest.mark.parametrize("p", PARAM_CASES)
+def test_weighted_loglik_and_conditionals_match_dense(p):
+    """Precision weights (the attempts observation model): row j's residual variance sigma^2 / w_j."""
+    rng = np.random.default_rng(12)
+    s, w, y = random_rows(rng)
+    weight = rng.integers(1, 40, size=y.shape[0]) / 7.0
+    st = student_stats(s, w, y, weight=weight)
+    ll = C.marginal_loglik_terms(st, **p)
+    mean, cov = C.conditional_effects(st, **p)
+    for k, sid in enumerate(st.ids):
+        m = s == sid
+        ll_ref, mean_ref, cov_ref = dense_student(w[m] - st.center, y[m], p, weight=weight[m])
+        assert ll[k] == pytest.approx(ll_ref, rel=1e-9, abs=1e-9)
+        np.testing.assert_allclose(mean[k], mean_ref, rtol=1e-7, atol=1e-9 * (1 + abs(p["beta0"])))
+        np.testing.assert_allclose(cov[k], cov_ref, rtol=1e-6, atol=1e-9 * max(p["sd0"], p["sd1"], 1e-12) ** 2)
+    g = design_groups(st)
+    assert C.grouped_marginal_loglik(g, **p) == pytest.approx(ll.sum(), rel=1e-12)
+
+
+def test_unit_weights_are_the_plain_model():
+    rng = np.random.default_rng(13)
+    s, w, y = random_rows(rng)
+    plain, ones = student_stats(s, w, y), student_stats(s, w, y, weight=np.ones(y.shape[0]))
+    for p in PARAM_CASES:
+        assert C.marginal_loglik(ones, **p) == pytest.approx(C.marginal_loglik(plain, **p), rel=1e-13)
+    with pytest.raises(ValueError, match="weights must be finite and > 0"):
+        student_stats(s, w, y, weight=np.zeros(y.shape[0]))
+
+
 def test_raw_sum_mapping_is_accepted():
     rng = np.random.default_rng(3)
     s, w, y = random_rows(rng)

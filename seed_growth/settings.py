@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 FAMILIES = ("gaussian", "binomial")
 ENGINES = ("auto", "collapsed", "brms")
+OBSERVATION_MODELS = ("attempts", "plain")  # growth_engine.observation
 
 # documented name -> older name the platform's CronJob used
 ALIASES: dict[str, str] = {
@@ -32,6 +33,7 @@ RECORDED_FIELDS = (
     "chains",
     "family",
     "engine",
+    "observation_model",
     "use_bayesian",
     "goal_score",
     "goal_horizon_weeks",
@@ -43,7 +45,8 @@ SOURCE_VARIABLES = ("ATTEMPT_RELATION", "ATTEMPT_USER_COLUMN", "ATTEMPT_CORRECT_
 SETTING_VARIABLES = (
     *ALIASES,
     *ALIASES.values(),
-    *("BRMS_FAMILY", "BRMS_ENGINE", "METRICS_USE_BAYESIAN", "GOAL_SCORE", "GOAL_HORIZON_WEEKS"),
+    *("BRMS_FAMILY", "BRMS_ENGINE", "BRMS_OBSERVATION_MODEL", "METRICS_USE_BAYESIAN", "GOAL_SCORE"),
+    "GOAL_HORIZON_WEEKS",
     *SOURCE_VARIABLES,
 )
 
@@ -79,6 +82,7 @@ class GrowthSettings:
     chains: int = 2
     family: str = "gaussian"
     engine: str = "auto"
+    observation_model: str = "attempts"
     use_bayesian: bool = True
     goal_score: float = 0.8
     goal_horizon_weeks: int = 4
@@ -99,6 +103,11 @@ class GrowthSettings:
                 f"BRMS_ENGINE=collapsed only fits the gaussian family, but BRMS_FAMILY={self.family!r}; "
                 "use BRMS_ENGINE=brms (or auto)"
             )
+        if self.observation_model not in OBSERVATION_MODELS:
+            raise SettingsError(
+                f"BRMS_OBSERVATION_MODEL={self.observation_model!r} is not an observation model; "
+                f"use one of {OBSERVATION_MODELS}"
+            )
         if not (0.0 < self.goal_score <= 1.0) or math.isnan(self.goal_score):
             raise SettingsError(f"GOAL_SCORE={self.goal_score!r} must be in (0, 1]")
 
@@ -106,6 +115,7 @@ class GrowthSettings:
         """What a run used, for its logs and metadata (the engine as requested and as it resolves)."""
         record = {name: getattr(self, name) for name in RECORDED_FIELDS}
         record["fit_engine"] = self.fit_engine
+        record["fit_observation_model"] = self.fit_observation_model
         record["source"] = dataclasses.asdict(self.source)
         return record
 
@@ -115,6 +125,12 @@ class GrowthSettings:
         if self.engine != "auto":
             return self.engine
         return "collapsed" if self.family == "gaussian" else "brms"
+
+    @property
+    def fit_observation_model(self) -> str:
+        """The gaussian model's observation model a fit uses: the setting with the collapsed engine; the brms
+        engine and the binomial family fit the plain one (binomial: the likelihood counts attempts itself)."""
+        return self.observation_model if self.fit_engine == "collapsed" else "plain"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> GrowthSettings:
@@ -128,6 +144,7 @@ class GrowthSettings:
             "chains": _int(_pick(env, "BRMS_CHAINS", warnings), "BRMS_CHAINS", 2),
             "family": (env.get("BRMS_FAMILY") or "gaussian").strip().lower(),
             "engine": (env.get("BRMS_ENGINE") or "auto").strip().lower(),
+            "observation_model": (env.get("BRMS_OBSERVATION_MODEL") or "attempts").strip().lower(),
             "use_bayesian": _bool(env.get("METRICS_USE_BAYESIAN"), "METRICS_USE_BAYESIAN", True),
             "goal_score": _float(env.get("GOAL_SCORE"), "GOAL_SCORE", 0.8),
             "goal_horizon_weeks": _int(env.get("GOAL_HORIZON_WEEKS"), "GOAL_HORIZON_WEEKS", 4),

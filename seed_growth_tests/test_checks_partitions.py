@@ -1,15 +1,23 @@
 """The asset checks are partitioned like their assets (a result per week), and a check run without a
-partition (the UI's "Execute" on a check) judges the latest week in the tables and names it."""
+partition (the UI's "Execute all" on an asset's checks) judges the latest week in the tables and names it.
+
+The runs share one Dagster instance, as in the UI: Dagster 1.13 fails a partitioned check's result in a run
+without a partition only when the instance holds a materialization of its asset (see seed_growth.checks.judge).
+"""
+
+import datetime as dt
 
 import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from seed_growth.assets import weekly_scores
+from seed_growth.assets import brms_posterior, weekly_kpi_P, weekly_scores
 from seed_growth.checks import brms_posterior_converged, weekly_kpi_P_valid, weekly_scores_valid
 from seed_growth.definitions import defs
 from seed_growth.partitions import weekly_partitions
-from seed_growth.resources import GrowthSettingsResource, PostgresResource
-from seed_growth_tests.support.graph import WEEK, load_cohort
+from seed_growth.resources import GrowthSettingsResource, PlumberResource, PostgresResource
+from seed_growth_tests.support.graph import UNREACHABLE, WEEK, load_cohort
 
+ASSETS = [weekly_scores, brms_posterior, weekly_kpi_P]
 CHECKS = [weekly_scores_valid, brms_posterior_converged, weekly_kpi_P_valid]
 
 
@@ -31,33 +39,50 @@ def _evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEv
 
 def test_a_check_run_without_a_partition_judges_the_latest_week_and_names_it(clean_database):
     load_cohort(clean_database, students=40, weeks=6)
-    earlier = WEEK.replace(day=WEEK.day - 7)
-    for week in (earlier, WEEK):
-        result = dg.materialize(
-            [weekly_scores, weekly_scores_valid], partition_key=week.isoformat(), resources=_resources(clean_database)
-        )
-        evaluation = _evaluations(result)["weekly_scores_valid"]
-        assert evaluation.passed and evaluation.partition == week.isoformat()
-        assert evaluation.metadata["week"].value == week.isoformat()
+    earlier = WEEK - dt.timedelta(weeks=1)
+    weeks = []
+    with dg.instance_for_test() as instance:
+        for week in (earlier, WEEK):
+            result = dg.materialize(
+                [weekly_scores, weekly_scores_valid],
+                partition_key=week.isoformat(),
+                resources=_resources(clean_database),
+                instance=instance,
+            )
+            evaluation = _evaluations(result)["weekly_scores_valid"]
+            assert evaluation.passed and evaluation.partition == week.isoformat()
+            assert evaluation.metadata["week"].value == week.isoformat()
+            weeks.append((result.run_id, week))
 
-    # the check alone, no partition: what the UI's Execute button launches
-    result = dg.materialize(
-        [weekly_scores, weekly_scores_valid],
-        selection=dg.AssetSelection.checks(weekly_scores_valid),
-        resources=_resources(clean_database),
-        raise_on_error=False,
-    )
-    assert result.success, "a check run without a partition must not crash"
-    evaluation = _evaluations(result)["weekly_scores_valid"]
-    assert evaluation.passed
-    assert evaluation.metadata["week"].value == WEEK.isoformat()
-    assert "latest week in the tables" in evaluation.metadata["week_from"].value
+        # the check alone, no partition: what the UI's "Execute all" on the asset's checks launches
+        result = dg.materialize(
+            [weekly_scores, weekly_scores_valid],
+            selection=dg.AssetSelection.checks(weekly_scores_valid),
+            resources=_resources(clean_database),
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert result.success, "a check run without a partition must not crash"
+        evaluation = _evaluations(result)["weekly_scores_valid"]
+        assert evaluation.passed and evaluation.partition is None
+        assert evaluation.metadata["week"].value == WEEK.isoformat()
+        assert evaluation.metadata["week_from"].value == "latest week in the tables (run without a partition)"
+        # recorded: the weeks' own results, and this run's (no partition, no stray planned record)
+        history = instance.event_log_storage.get_asset_check_execution_history(evaluation.asset_check_key, limit=10)
+        recorded = {(r.run_id, r.partition): r.status for r in history}
+        assert recorded == {
+            **{(run_id, week.isoformat()): AssetCheckExecutionRecordStatus.SUCCEEDED for run_id, week in weeks},
+            (result.run_id, None): AssetCheckExecutionRecordStatus.SUCCEEDED,
+        }
 
 
 def test_checks_without_a_partition_fail_truthfully_when_nothing_was_written(clean_database):
-    resources = {"postgres": PostgresResource(database_url=clean_database)}
-    for check in CHECKS:
-        evaluation = check(dg.build_asset_check_context(resources=resources))
-        assert not evaluation.passed
+    resources = {**_resources(clean_database), "plumber": PlumberResource(base_url=UNREACHABLE)}
+    for asset, check in zip(ASSETS, CHECKS, strict=True):
+        result = dg.materialize(
+            [asset, check], selection=dg.AssetSelection.checks(check), resources=resources, raise_on_error=False
+        )
+        (evaluation,) = result.get_asset_check_evaluations()
+        assert not evaluation.passed and evaluation.partition is None
         assert evaluation.metadata["week"].value == "none"
-        assert "has written no week yet" in evaluation.metadata["problems"].value
+        assert evaluation.metadata["problems"].value == f"{asset.key.to_user_string()} has written no week yet"

@@ -290,6 +290,7 @@ def test_collapsed_engine_is_dispatched(plumber_url, gaussian_sim):
     assert r.status_code == 200, r.text  # the project installs the engine (scripts/setup.sh)
     body = r.json()
     assert body["engine"] == "collapsed" and body["run_id"] and len(body["students"]) == 40
+    assert body["model"]["observation"]["name"] == "attempts"  # data.n is given: the default observation model
     p = post(
         plumber_url,
         "/growth/predict_prob",
@@ -355,6 +356,13 @@ BAD_FITS = [
     ),
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "seed": "x"}, "seed must be an integer"),
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "chain": 2}, "unknown field"),
+    (
+        {
+            "data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6], "n": [5, 5]},
+            "observation_model": "attempts",
+        },
+        "engine 'collapsed' only",
+    ),
 ]
 
 

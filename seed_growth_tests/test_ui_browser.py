@@ -1,7 +1,8 @@
 """The Dagster UI in a real browser (Debian's chromium, headless, driven by selenium) against the real
 webserver and daemon (`dagster dev`), a database with demo data and the real fitting service: the asset
 graph, a week of the growth assets materialized and its run shown, each asset check's result for that week,
-the schedule's cron and timezone. Screenshots of every page land in .local/ui-screenshots/."""
+each check executed from its Checks tab (the latest week's result, named in it), the schedule's cron and
+timezone. Screenshots of every page land in .local/ui-screenshots/."""
 
 from __future__ import annotations
 
@@ -92,6 +93,13 @@ def dismiss_community_dialog(driver) -> None:
             return
 
 
+def button_with_text(driver, text: str):
+    """The displayed button whose text is ``text``."""
+    buttons = [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == text and b.is_displayed()]
+    assert buttons, f"no button {text!r} on {driver.current_url}"
+    return buttons[0]
+
+
 def executions(dagster_ui, asset: str) -> list[dict]:
     return dagster_ui.graphql(EXECUTIONS, {"assetKey": {"path": [asset]}, "checkName": CHECKS[asset]})[
         "assetCheckExecutions"
@@ -132,6 +140,36 @@ def test_the_ui_in_a_browser(dagster_ui, browser):
         page_shows(browser, check)
         dismiss_community_dialog(browser)
         shoot(browser, f"04-{asset}-checks")
+        assert "Execution failed" not in browser.find_element(By.TAG_NAME, "body").text
+
+    # each check executed from its asset's Checks tab: Dagster 1.13 disables a partitioned check's own
+    # "Execute" and offers "Execute all", which runs the check without a partition; the result is the latest
+    # materialized week's, named in it (seed_growth.checks.judge)
+    for asset, check in CHECKS.items():
+        before = {e["runId"] for e in executions(dagster_ui, asset)}
+        latest_week = max(
+            e["partition"] for e in executions(dagster_ui, asset) if e["status"] == "SUCCEEDED" and e["partition"]
+        )
+        browser.get(f"{ui}/assets/{asset}?view=checks")
+        page_shows(browser, check, "Execute all")
+        dismiss_community_dialog(browser)
+        button = button_with_text(browser, "Execute all")
+        assert button.is_enabled()
+        button.click()
+        mine = wait_for(
+            f"a run of {check} launched by Execute all",
+            lambda asset=asset, before=before: [e for e in executions(dagster_ui, asset) if e["runId"] not in before],
+            timeout_s=60,
+        )
+        assert dagster_ui.wait_run(mine[0]["runId"], timeout_s=300) == "SUCCESS"
+        (execution,) = [e for e in executions(dagster_ui, asset) if e["runId"] not in before]
+        metadata = {m["label"]: m.get("text") for m in execution["evaluation"]["metadataEntries"]}
+        assert execution["status"] == "SUCCEEDED" and metadata["week"] == latest_week, (check, execution)
+        assert "latest week in the tables" in metadata["week_from"]
+        browser.get(f"{ui}/assets/{asset}?view=checks")
+        page_shows(browser, check)
+        time.sleep(2)
+        shoot(browser, f"05-{asset}-checks-executed")
         assert "Execution failed" not in browser.find_element(By.TAG_NAME, "body").text
 
     # the schedule: its cron and timezone

@@ -11,7 +11,7 @@ import pytest
 
 from seed_growth.partitions import DEFAULT_FIRST_WEEK
 from seed_growth_tests.support.graph import WEEK
-from seed_growth_tests.support.ui import LOCATION, REPOSITORY, REPOSITORY_LABEL
+from seed_growth_tests.support.ui import CHECK_EXECUTIONS, LOCATION, REPOSITORY, REPOSITORY_LABEL
 
 # PipelineRunsFeedRoot: {...runsFilterForSearchTokens(tokens), pipelineName}, the tokens including
 # `tag:.dagster/repository=<repoAddressAsTag>`; the feed's query (RUNS_FEED_ROOT_QUERY), trimmed to what we read
@@ -29,14 +29,6 @@ query Runs($filter: RunsFilter) {
     ... on Runs { results { runId pipelineName status tags { key value }
                             repositoryOrigin { repositoryName repositoryLocationName } } }
     ... on PythonError { message }
-  }
-}"""
-
-CHECK_EXECUTIONS = """
-query Executions($assetKey: AssetKeyInput!, $checkName: String!, $partition: String) {
-  assetCheckExecutions(assetKey: $assetKey, checkName: $checkName, partition: $partition, limit: 5) {
-    runId status partition
-    evaluation { partition success metadataEntries { label ... on TextMetadataEntry { text } } }
   }
 }"""
 
@@ -76,7 +68,7 @@ def test_cli_runs_appear_under_their_job(dagster_ui, cli_runs):
 
 def _executions(dagster_ui, asset: str, check: str, partition: str | None) -> list[dict]:
     return dagster_ui.graphql(
-        CHECK_EXECUTIONS, {"assetKey": {"path": [asset]}, "checkName": check, "partition": partition}
+        CHECK_EXECUTIONS, {"assetKey": {"path": [asset]}, "checkName": check, "partition": partition, "limit": 5}
     )["assetCheckExecutions"]
 
 

@@ -44,27 +44,35 @@ growth_error_handler <- function(prefix = "") {
   function(req, res, err) {
     status <- error_status(err)
     message <- conditionMessage(err)
-    if (status >= 500L) log_line(req$REQUEST_METHOD, " ", prefix, req$PATH_INFO, " -> ", status, ": ", message)
+    if (status >= 500L) {
+      log_line(req$REQUEST_METHOD, " ", prefix, req$PATH_INFO, " -> ", status, ": ", message)
+      message <- redact_paths(message)   # the log has them; a client needs no file names of the server
+    }
     res$status <- status
     res$serializer <- serializer_growth_json()
     if (status == 401L) res$setHeader("WWW-Authenticate", "Bearer")
+    for (name in names(err$headers)) res$setHeader(name, err$headers[[name]])
     error_body(status, message)
   }
 }
 
-# In a mounted router a known path asked with another method is answered 405 like plumber does at the top
-# level (plumber checks only the top-level router's own routes for a 405).
+redact_paths <- function(text) gsub("(/[A-Za-z0-9._~+-]+){2,}/?", "<path>", text)
+
+# A known path asked with another method is a 405 with the contract's error body and an Allow header (the
+# option plumber.methodNotAllowed is off, see build_router(): plumber's own 405 answers another body and
+# looks at the top-level router's routes only). Methods httpuv's HTTP parser does not know at all (e.g.
+# QUERY) never reach R: httpuv closes those connections itself.
 growth_404_handler <- function(prefix = "", router = NULL) {
   function(req, res) {
     allowed <- if (is.null(router)) character(0) else route_methods(router, req$PATH_INFO)
-    if (length(allowed) && isTRUE(getOption("plumber.methodNotAllowed", TRUE))) {
+    res$serializer <- serializer_growth_json()
+    if (length(allowed)) {
       res$status <- 405L
       res$setHeader("Allow", paste(allowed, collapse = ", "))
-      res$serializer <- plumber::serializer_unboxed_json()
-      return(list(error = "405 - Method Not Allowed"))
+      return(error_body(405L, sprintf("method %s is not allowed for %s%s (allowed: %s)", req$REQUEST_METHOD,
+                                      prefix, req$PATH_INFO, paste(allowed, collapse = ", "))))
     }
     res$status <- 404L
-    res$serializer <- serializer_growth_json()
     error_body(404L, sprintf("no route for %s %s%s", req$REQUEST_METHOD, prefix, req$PATH_INFO))
   }
 }
@@ -88,7 +96,7 @@ configure_router <- function(pr, prefix = "") {
   pr$setSerializer(serializer_growth_json())
   pr$setParsers(raw_body_parsers())
   pr$setErrorHandler(growth_error_handler(prefix))
-  pr$set404Handler(growth_404_handler(prefix, if (nzchar(prefix)) pr))
+  pr$set404Handler(growth_404_handler(prefix, pr))
   pr
 }
 
@@ -106,6 +114,18 @@ mount_growth_routes <- function(pr) {
   invisible(pr)
 }
 
+#' The service's OpenAPI document
+#'
+#' Written by hand (`inst/plumber/growth/openapi.json`): request bodies, responses and the error object of
+#' every route, which plumber cannot derive from the handlers (they parse their bodies themselves).
+#' Served at `/openapi.json`.
+#'
+#' @return The OpenAPI 3 document as a list.
+#' @export
+openapi_spec <- function() {
+  jsonlite::read_json(api_file("openapi.json"), simplifyVector = FALSE)
+}
+
 #' Build the service's router
 #'
 #' Plumbs the API (`inst/plumber/growth/plumber.R`, which mounts `growth.R` at `/growth`) with the
@@ -118,14 +138,9 @@ build_router <- function(cfg) {
   plumber::register_serializer("growth_json", serializer_growth_json)
   pr <- configure_router(GrowthPlumber$new(api_file("plumber.R"), envir = api_env()))
   pr$max_body_bytes <- cfg$max_body_bytes
-  pr$setApiSpec(function(spec) {
-    spec$info <- list(
-      title = "r-brms-plumber",
-      description = paste("Bayesian growth model fits (brms / collapsed engine) and goal probabilities.",
-                          "Contract: docs/growth-api.md."),
-      version = "1.0.0")
-    spec
-  })
+  options(plumber.methodNotAllowed = FALSE)   # 405s come from growth_404_handler()
+  spec <- openapi_spec()
+  pr$setApiSpec(function(generated) spec)
   pr$registerHook("exit", function() service_stop())
   pr
 }

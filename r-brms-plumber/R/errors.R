@@ -1,9 +1,10 @@
 # HTTP errors as R conditions: raised anywhere (validation, workers, the store), turned into
 # {"error": ..., "status": ...} by the router's single error handler (see app.R).
 
-http_error_condition <- function(status, message) {
+# `headers`: extra response headers (e.g. Retry-After of a 503), a named list.
+http_error_condition <- function(status, message, headers = NULL) {
   structure(class = c("growth_http_error", "error", "condition"),
-            list(message = message, call = NULL, status = as.integer(status)))
+            list(message = message, call = NULL, status = as.integer(status), headers = headers))
 }
 
 http_error <- function(status, ...) stop(http_error_condition(status, paste0(...)))

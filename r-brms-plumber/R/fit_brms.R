@@ -156,6 +156,8 @@ fit_brms_job <- function(args) {
     )
   )
 
+  # brms fits the plain observation model (the attempts model is the collapsed engine's)
+  if (family == "gaussian") response$model$observation <- list(name = "plain", formula = "sigma")
   dir <- store_begin(args$fits_dir, args$run_id)
   ok <- FALSE
   on.exit(if (!ok) store_abort(args$fits_dir, args$run_id), add = TRUE)

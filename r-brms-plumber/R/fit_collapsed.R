@@ -63,7 +63,8 @@ with_run_fields <- function(engine_json, run_id, fitted_at) {
   paste0(substr(to_json(head), 1L, nchar(to_json(head)) - 1L), ",", body)
 }
 
-# Worker job. args: run_id, data, iter, chains, seed, family, python, timeout, fits_dir, received_at
+# Worker job. args: run_id, data, iter, chains, seed, family, observation_model, python, timeout, fits_dir,
+# received_at
 fit_collapsed_job <- function(args) {
   started <- Sys.time()
   dir <- store_begin(args$fits_dir, args$run_id)
@@ -75,8 +76,11 @@ fit_collapsed_job <- function(args) {
   d <- args$data
   columns <- list(student = d$student, week = d$week, score = d$score)
   if (!all(is.na(d$n))) columns$n <- d$n
-  write_json_file(list(data = columns, iter = args$iter, chains = args$chains, seed = args$seed,
-                       family = args$family), request_path)
+  request <- list(data = columns, iter = args$iter, chains = args$chains, seed = args$seed, family = args$family)
+  if (!is.null(args$observation_model) && !is.na(args$observation_model)) {
+    request$observation_model <- args$observation_model
+  }
+  write_json_file(request, request_path)
 
   timeout <- if (args$timeout > 0) args$timeout else Inf
   res <- tryCatch(

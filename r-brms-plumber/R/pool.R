@@ -9,9 +9,11 @@
 # (An R6 class: CamelCase like its kind, and its methods count as one function for cyclocomp.)
 WorkerPool <- R6::R6Class("WorkerPool", # nolint: object_name_linter, cyclocomp_linter.
   public = list(
+    # `cmdargs`: the R command line of the worker processes (callr's default when NULL)
     initialize = function(size, init_fun, init_args, can_run = function(job, running) TRUE,
-                          max_jobs = 50L, job_timeout = 0, tick = 0.1) {
+                          max_jobs = 50L, job_timeout = 0, tick = 0.1, cmdargs = NULL) {
       private$size <- size
+      private$cmdargs <- cmdargs
       private$init_fun <- init_fun
       private$init_args <- init_args
       private$can_run <- can_run
@@ -59,7 +61,7 @@ WorkerPool <- R6::R6Class("WorkerPool", # nolint: object_name_linter, cyclocomp_
 
   private = list(
     size = NULL, init_fun = NULL, init_args = NULL, can_run = NULL, max_jobs = NULL, job_timeout = NULL,
-    tick_seconds = NULL, workers = list(), queue = list(), ticking = FALSE, stopping = FALSE,
+    tick_seconds = NULL, workers = list(), queue = list(), ticking = FALSE, stopping = FALSE, cmdargs = NULL,
 
     new_worker = function(i, failures = 0L) {
       w <- new.env(parent = emptyenv())
@@ -78,6 +80,7 @@ WorkerPool <- R6::R6Class("WorkerPool", # nolint: object_name_linter, cyclocomp_
       # (the session's own pipes are never read: nothing may be printed outside a call)
       opts <- callr::r_session_options(supervise = TRUE,
                                        env = c(callr::rcmd_safe_env(), R_BRMS_PLUMBER_WORKER = as.character(w$id)))
+      if (!is.null(private$cmdargs)) opts$cmdargs <- private$cmdargs
       w$session <- tryCatch(callr::r_session$new(options = opts, wait = FALSE), error = function(e) {
         w$failures <- w$failures + 1L
         w$not_before <- Sys.time() + min(60, 2^w$failures)

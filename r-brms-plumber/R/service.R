@@ -16,6 +16,10 @@ package_version_string <- function(p) {
 #' @return `TRUE`, invisibly.
 #' @export
 service_start <- function(cfg) {
+  # every process this service starts (workers, their samplers, the engine) carries this variable: it
+  # names the owner of their staging folders (store.R), and the watchdog finds them by it
+  do.call(Sys.setenv, stats::setNames(list(as.character(Sys.getpid())), SERVICE_PID_VARIABLE))
+  .service$watchdog <- start_watchdog(Sys.getpid())
   dir.create(cfg$model_dir, recursive = TRUE, showWarnings = FALSE)
   dir.create(cfg$fits_dir, recursive = TRUE, showWarnings = FALSE)
   removed <- store_prune(cfg$fits_dir, cfg$fits_max, cfg$fits_max_age_days, stale_staging = TRUE)
@@ -38,6 +42,13 @@ service_start <- function(cfg) {
         !any(vapply(running, function(r) identical(r$key, job$key), logical(1)))
     },
     max_jobs = cfg$worker_max_jobs, job_timeout = cfg$fit_timeout_seconds)
+  # large request bodies are parsed and validated here, never in the service's own process; a fresh
+  # process after each one gives its memory back
+  .service$parser <- WorkerPool$new(
+    size = 1L, init_fun = growth_worker_bootstrap,
+    init_args = list(package = package_name(), path = package_source_dir(), init = "growth_parser_init"),
+    # --no-echo, R's newer name for --slave: on `ps` the parser is not taken for a fit worker
+    max_jobs = 1L, cmdargs = c("--no-readline", "--no-echo", "--no-save", "--no-restore"))
   refresh_engine_status()
   for (family in cfg$warmup_families) {
     if (template_compiled(model_dir, family)) next
@@ -61,7 +72,23 @@ service_start <- function(cfg) {
 #' @export
 service_stop <- function() {
   if (!is.null(.service$pool)) .service$pool$shutdown()
+  if (!is.null(.service$parser)) .service$parser$shutdown()
   invisible(TRUE)
+}
+
+# A process that outlives this one: once the service has died (even by kill -9, when no exit hook runs) it
+# kills every process still carrying SERVICE_PID_VARIABLE = pid (workers, rstan chains, the engine), so
+# none of them goes on to write into the fit store. -> the processx process, or NULL where it cannot run.
+start_watchdog <- function(pid) {
+  script <- system.file("bin", "watchdog.sh", package = package_name())
+  if (!nzchar(script) || !file.exists("/proc/self/environ")) return(NULL)
+  tryCatch(
+    processx::process$new("sh", c(script, as.character(pid), SERVICE_PID_VARIABLE),
+                          env = c(PATH = Sys.getenv("PATH")), cleanup = FALSE, stdout = NULL, stderr = NULL),
+    error = function(e) {
+      log_line("watchdog could not start: ", conditionMessage(e))
+      NULL
+    })
 }
 
 # Re-check (asynchronously) whether the collapsed engine is installed, at most once a minute.
@@ -95,18 +122,48 @@ handle_health <- function() {
   )
 }
 
-handle_fit <- function(req) {
+# Bodies up to this size are parsed in the service's process (a few tens of ms); larger ones in the parser
+# process, so that a big body never holds up /health or other requests.
+INLINE_PARSE_MAX_BYTES <- 2 * 1024^2
+QUEUE_RETRY_AFTER_SECONDS <- 30L
+
+# The request body parsed and checked by `validator` (a function name): -> the request, or a promise of it.
+parsed_request <- function(req, validator) {
+  raw <- req$bodyRaw
+  if (length(raw) <= INLINE_PARSE_MAX_BYTES || is.null(.service$parser)) {
+    return(match.fun(validator)(parse_json_raw(raw)))
+  }
+  # handed over as a file (writeBin: no serialization of the body in this process)
+  path <- tempfile("body-", fileext = ".json")
+  writeBin(raw, path)
+  promises::finally(
+    .service$parser$submit("parse_request_job", list(path = path, validator = validator),
+                           label = sprintf("parsing a %.1f MB body", length(raw) / 1024^2)),
+    function() {
+      unlink(path)
+      later::later(function() invisible(gc()), 0.5)
+    })
+}
+
+then_or_now <- function(x, fn) if (promises::is.promising(x)) promises::then(x, fn) else fn(x)
+
+handle_fit <- function(req) then_or_now(parsed_request(req, "validate_fit_request"), submit_fit)
+
+handle_predict <- function(req) then_or_now(parsed_request(req, "validate_predict_request"), answer_predict)
+
+submit_fit <- function(request) {
   cfg <- .service$cfg
-  request <- validate_fit_request(parse_json_body(req))
   queued <- .service$pool$status()$queued
   if (queued >= cfg$max_queue) {
-    http_error(503L, sprintf("%d fits are already waiting for a worker (BRMS_MAX_QUEUE = %d); try again later",
-                             queued, cfg$max_queue))
+    stop(http_error_condition(503L, sprintf(
+      "%d fits are already waiting for a worker (BRMS_MAX_QUEUE = %d); try again later", queued, cfg$max_queue),
+      headers = list(`Retry-After` = as.character(QUEUE_RETRY_AFTER_SECONDS))))
   }
   run_id <- new_run_id()
   seed <- if (is.na(request$seed)) sample.int(.Machine$integer.max, 1L) else request$seed
   args <- list(run_id = run_id, data = request$data, family = request$family, iter = request$iter,
-               chains = request$chains, seed = seed, fits_dir = cfg$fits_dir)
+               chains = request$chains, seed = seed, fits_dir = cfg$fits_dir,
+               observation_model = request$observation_model)
   if (request$engine == "brms") {
     args <- c(args, list(model_dir = cfg$model_dir, sampler = cfg$sampler))
     fn <- "fit_brms_job"
@@ -126,9 +183,8 @@ handle_fit <- function(req) {
   })
 }
 
-handle_predict <- function(req) {
+answer_predict <- function(request) {
   cfg <- .service$cfg
-  request <- validate_predict_request(parse_json_body(req))
   meta <- store_lookup(cfg$fits_dir, request$run_id, cfg$fits_max_age_days)
   if (is.null(meta)) {
     http_error(404L, sprintf(paste("run_id '%s' is unknown or expired",
@@ -144,10 +200,15 @@ handle_predict <- function(req) {
 check_auth <- function(req) {
   token <- .service$cfg$token
   if (!nzchar(token)) return(invisible(TRUE))
-  supplied <- req$HTTP_AUTHORIZATION %||% ""
-  if (!nzchar(supplied)) http_error(401L, "missing bearer token: send 'Authorization: Bearer <BRMS_PLUMBER_TOKEN>'")
-  if (!identical(digest::digest(supplied, algo = "sha256", serialize = FALSE),
-                 digest::digest(paste("Bearer", token), algo = "sha256", serialize = FALSE))) {
+  supplied <- trimws(req$HTTP_AUTHORIZATION %||% "")
+  # RFC 7235: the scheme is case-insensitive ("Bearer", "bearer", ...)
+  scheme <- sub("[[:space:]].*$", "", supplied)
+  if (!nzchar(supplied) || tolower(scheme) != "bearer") {
+    http_error(401L, "missing bearer token: send 'Authorization: Bearer <BRMS_PLUMBER_TOKEN>'")
+  }
+  credentials <- trimws(substring(supplied, nchar(scheme) + 1L))
+  if (!identical(digest::digest(credentials, algo = "sha256", serialize = FALSE),
+                 digest::digest(token, algo = "sha256", serialize = FALSE))) {
     http_error(401L, "wrong bearer token")
   }
   invisible(TRUE)

@@ -3,7 +3,10 @@
 
 ITER_RANGE <- c(200L, 20000L)
 CHAINS_RANGE <- c(1L, 8L)
-FIT_FIELDS <- c("data", "iter", "chains", "family", "engine", "seed")
+FIT_FIELDS <- c("data", "iter", "chains", "family", "engine", "seed", "observation_model")
+# The gaussian model's observation models (growth_engine/observation.py); 'attempts' needs data.n and is
+# fitted by the collapsed engine only. Not given: 'attempts' when data.n is given, else 'plain'.
+OBSERVATION_MODELS <- c("attempts", "plain")
 PREDICT_FIELDS <- c("run_id", "targets", "predictive")
 FIT_DEFAULTS <- list(iter = 2000L, chains = 4L, family = "gaussian", engine = "brms")
 
@@ -20,27 +23,38 @@ positions <- function(idx, max_shown = 5L) {
   if (length(idx) > max_shown) paste0(shown, ", ... (", length(idx), " in all)") else shown
 }
 
-# A table given as rows (array of objects, simplified by jsonlite to a data frame) or as columns (object of
-# equal-length arrays) -> named list of columns.
+WEEK_RANGE <- c(0, 520)          # weeks (and target weeks): 0 .. 520, i.e. up to ten years
+ATTEMPTS_RANGE <- c(1, 100000)   # n, the attempts behind one row's score (or one target week)
+
+# The JSON type of a parsed value (parse_json_text keeps them apart), for messages.
+json_type <- function(v) {
+  if (is.null(v)) return("null")
+  if (is.list(v)) return(if (is.null(names(v))) "an array" else "an object")
+  if (is.logical(v)) return("a boolean")
+  if (is.character(v)) return("a string")
+  "a number"
+}
+
+# A table given as rows (an array of objects) or as columns (an object of equal-length arrays) -> named
+# list of columns, each a list of JSON scalars (NULL for null or a field missing from a row).
 as_columns <- function(x, what, required) {
   if (is.null(x)) bad_request(what, " is missing")
-  if (is.data.frame(x)) {
-    if (nrow(x) == 0L) bad_request(what, " is empty")
-    cols <- as.list(x)
-  } else if (is.list(x) && length(x) == 0L) {
-    bad_request(what, " is empty")
-  } else if (is.list(x) && !is.null(names(x)) && all(nzchar(names(x)))) {
-    cols <- x
-  } else if (is.list(x) && is.null(names(x))) {
-    bad_request(what, " must be an array of objects, each with ", paste(required, collapse = ", "))
-  } else {
-    bad_request(what, " must be an array of row objects or an object of column arrays")
+  if (!is.list(x)) {
+    bad_request(what, " must be an array of row objects or an object of column arrays (got ", json_type(x), ")")
   }
+  if (length(x) == 0L) bad_request(what, " is empty")
+  cols <- if (is.null(names(x))) rows_to_columns(x, what, required) else x
   missing <- setdiff(required, names(cols)[!vapply(cols, is.null, logical(1))])
   if (length(missing)) bad_request(what, " is missing field", if (length(missing) > 1) "s", ": ",
                                    paste(missing, collapse = ", "))
   present <- cols[!vapply(cols, is.null, logical(1))]
-  lens <- vapply(present, length, integer(1))
+  for (name in names(present)) {
+    col <- present[[name]]
+    if (!is.list(col) || !is.null(names(col))) {
+      bad_request(what, ".", name, " must be an array (got ", json_type(col), ")")
+    }
+  }
+  lens <- lengths(present)
   if (all(lens == 0L)) bad_request(what, " is empty")
   if (length(unique(lens)) > 1L) {
     bad_request(what, " columns must have equal lengths (",
@@ -49,35 +63,63 @@ as_columns <- function(x, what, required) {
   present
 }
 
+rows_to_columns <- function(rows, what, required) {
+  not_object <- which(!vapply(rows, function(r) is.list(r) && !is.null(names(r)), logical(1)))
+  if (length(not_object)) {
+    bad_request(what, " must be an array of objects, each with ", paste(required, collapse = ", "), "; position ",
+                not_object[1] - 1L, " is ", json_type(rows[[not_object[1]]]))
+  }
+  fields <- unique(unlist(lapply(rows, names), use.names = FALSE))
+  stats::setNames(lapply(fields, function(f) lapply(rows, `[[`, f)), fields)
+}
+
+# A column of JSON scalars whose elements must satisfy `ok` (e.g. is.numeric); null is NA when allow_na.
+# -> atomic vector (unlisted)
+col_typed <- function(x, name, ok, kind, na_value, allow_na = FALSE) {
+  is_null <- vapply(x, is.null, logical(1))
+  bad <- which(!is_null & !vapply(x, ok, logical(1)))
+  if (length(bad)) {
+    bad_request(name, " must contain only ", kind, "; position ", bad[1] - 1L, " is ", json_type(x[[bad[1]]]),
+                if (length(bad) > 1L) paste0(" (", length(bad), " such values)"))
+  }
+  if (any(is_null) && !allow_na) bad_request(name, " has missing values at position ", positions(which(is_null)))
+  out <- rep(na_value, length(x))
+  out[!is_null] <- unlist(x[!is_null], use.names = FALSE)
+  out
+}
+
 # Column checks. `name` is e.g. "data.score".
-col_numeric <- function(x, name, allow_na = FALSE) {
-  if (is.logical(x) && all(is.na(x))) x <- as.numeric(x)  # an all-null column
-  if (is.list(x) || !is.numeric(x)) bad_request(name, " must contain only numbers")
-  x <- as.numeric(x)
+col_numeric <- function(x, name, allow_na = FALSE, range = c(-Inf, Inf)) {
+  x <- col_typed(x, name, is.numeric, "numbers", NA_real_, allow_na)
   bad <- which(!is.finite(x) & !(allow_na & is.na(x)))
   if (length(bad)) bad_request(name, " has missing or non-finite values at position ", positions(bad))
+  bad <- which(!is.na(x) & (x < range[1] | x > range[2]))
+  if (length(bad)) {
+    bad_request(sprintf("%s must lie in [%s, %s]; not at position %s", name, format(range[1]), format(range[2]),
+                        positions(bad)))
+  }
   x
 }
 
-col_integer <- function(x, name, min = -Inf, allow_na = FALSE) {
+col_integer <- function(x, name, range = c(-Inf, Inf), allow_na = FALSE) {
   x <- col_numeric(x, name, allow_na = allow_na)
   bad <- which(!is.na(x) & x != round(x))
   if (length(bad)) bad_request(name, " must contain whole numbers; not at position ", positions(bad))
-  bad <- which(!is.na(x) & x < min)
-  if (length(bad)) bad_request(name, " must be >= ", min, "; not at position ", positions(bad))
+  bad <- which(!is.na(x) & (x < range[1] | x > range[2]))
+  if (length(bad)) {
+    bad_request(sprintf("%s must be between %s and %s; not at position %s", name, format(range[1]),
+                        format(range[2]), positions(bad)))
+  }
   x
 }
 
 col_student <- function(x, name) {
-  if (is.list(x) || !(is.character(x) || is.numeric(x) || (is.logical(x) && all(is.na(x))))) {
-    bad_request(name, " must contain strings (or integers)")
-  }
-  if (is.numeric(x)) {
-    bad <- which(is.finite(x) & x != round(x))
-    if (length(bad)) bad_request(name, " must contain strings or integers; not at position ", positions(bad))
-    x <- ifelse(is.finite(x), format(x, scientific = FALSE, trim = TRUE), NA_character_)
-  }
-  x <- as.character(x)
+  col_typed(x, name, function(v) is.character(v) || is.numeric(v), "strings (or integers)", NA, TRUE)
+  num <- which(vapply(x, is.numeric, logical(1)))
+  bad <- num[!vapply(x[num], function(v) is.finite(v) && v == round(v), logical(1))]
+  if (length(bad)) bad_request(name, " must contain strings or integers; not at position ", positions(bad))
+  x[num] <- lapply(x[num], format, scientific = FALSE, trim = TRUE)
+  x <- col_typed(x, name, is.character, "strings (or integers)", NA_character_, TRUE)
   bad <- which(is.na(x) | !nzchar(x))
   if (length(bad)) bad_request(name, " has missing or empty values at position ", positions(bad))
   x
@@ -89,7 +131,7 @@ scalar_integer <- function(x, name, range, default = NULL) {
     return(default)
   }
   if (!is.numeric(x) || length(x) != 1L || !is.finite(x) || x != round(x)) {
-    bad_request(name, " must be an integer")
+    bad_request(name, " must be an integer (got ", json_type(x), if (is.numeric(x)) paste0(" ", format(x)), ")")
   }
   if (x < range[1] || x > range[2]) {
     bad_request(sprintf("%s must be between %s and %s (got %s)", name, format(range[1]), format(range[2]), format(x)))
@@ -99,11 +141,28 @@ scalar_integer <- function(x, name, range, default = NULL) {
 
 scalar_choice <- function(x, name, choices, default) {
   if (is.null(x)) return(default)
-  if (!is.character(x) || length(x) != 1L || is.na(x)) bad_request(name, " must be a string")
+  if (!is.character(x) || length(x) != 1L || is.na(x)) bad_request(name, " must be a string (got ", json_type(x), ")")
   if (!x %in% choices) {
     bad_request(sprintf("unknown %s '%s' (expected one of: %s)", name, x, paste(choices, collapse = ", ")))
   }
   x
+}
+
+scalar_flag <- function(x, name, default) {
+  if (is.null(x)) return(default)
+  if (!is.logical(x) || length(x) != 1L || is.na(x)) {
+    bad_request(name, " must be true or false (got ", json_type(x), ")")
+  }
+  x
+}
+
+# n (attempts), optional: when given, on every row, an integer in ATTEMPTS_RANGE.
+col_attempts <- function(x, name, required_for = NULL) {
+  if (is.null(x)) {
+    if (!is.null(required_for)) bad_request(name, " (attempts) is required for ", required_for)
+    return(NA_real_)
+  }
+  col_integer(x, name, range = ATTEMPTS_RANGE)
 }
 
 # -> list(data = data.frame(student, week, score, n), family, engine, iter, chains, seed)
@@ -121,23 +180,35 @@ validate_fit_request <- function(body) {
   cols <- as_columns(body$data, "data", c("student", "week", "score"))
   data <- data.frame(
     student = col_student(cols$student, "data.student"),
-    week = col_integer(cols$week, "data.week"),
-    score = col_numeric(cols$score, "data.score"),
+    week = col_integer(cols$week, "data.week", range = WEEK_RANGE),
+    score = col_numeric(cols$score, "data.score", range = c(0, 1)),
     stringsAsFactors = FALSE
   )
-  out <- which(data$score < 0 | data$score > 1)
-  if (length(out)) bad_request("data.score must lie in [0, 1]; not at position ", positions(out))
-  if (family == "binomial") {
-    if (is.null(cols$n)) bad_request("data.n (attempts) is required for family 'binomial'")
-    data$n <- col_integer(cols$n, "data.n", min = 1)
-  } else {
-    # attempts are optional for gaussian and not used by its likelihood
-    data$n <- if (is.null(cols$n)) NA_real_ else col_integer(cols$n, "data.n", min = 0, allow_na = TRUE)
+  # attempts: required by the binomial likelihood; optional otherwise (passed on, column n)
+  data$n <- col_attempts(cols$n, "data.n", if (family == "binomial") "family 'binomial'")
+  dup <- which(duplicated(paste(data$student, data$week, sep = "\r")))
+  if (length(dup)) {
+    bad_request("data has more than one row for the same (student, week) at position ", positions(dup),
+                " (one row per student and week)")
   }
   n_students <- length(unique(data$student))
   if (n_students < 2L) bad_request("data must contain at least 2 students (got ", n_students, ")")
   if (length(unique(data$week)) < 2L) bad_request("data must contain at least 2 distinct weeks")
-  list(data = data, family = family, engine = engine, iter = iter, chains = chains, seed = seed)
+  observation_model <- fit_observation_model(body$observation_model, family, engine, data)
+  list(data = data, family = family, engine = engine, iter = iter, chains = chains, seed = seed,
+       observation_model = observation_model)
+}
+
+# The observation model to fit (NA: the engine's default for the data), or a 400 when it cannot be fitted.
+fit_observation_model <- function(x, family, engine, data) {
+  name <- scalar_choice(x, "observation_model", OBSERVATION_MODELS, NA_character_)
+  if (is.na(name) || name == "plain") return(name)
+  if (family != "gaussian") bad_request("observation_model applies to family 'gaussian' only")
+  if (engine != "collapsed") {
+    bad_request("observation_model 'attempts' is fitted by engine 'collapsed' only; use 'plain' with engine 'brms'")
+  }
+  if (all(is.na(data$n))) bad_request("observation_model 'attempts' needs data.n (the attempts behind each score)")
+  name
 }
 
 # -> list(run_id, targets = data.frame(student, target_week, goal, n), predictive)
@@ -146,23 +217,18 @@ validate_predict_request <- function(body) {
   run_id <- body$run_id
   if (is.null(run_id)) bad_request("run_id is missing")
   if (!is.character(run_id) || length(run_id) != 1L || is.na(run_id) || !nzchar(run_id)) {
-    bad_request("run_id must be a non-empty string")
+    bad_request("run_id must be a non-empty string (got ", json_type(run_id), ")")
   }
-  predictive <- body$predictive %||% FALSE
-  if (!is.logical(predictive) || length(predictive) != 1L || is.na(predictive)) {
-    bad_request("predictive must be true or false")
-  }
+  predictive <- scalar_flag(body$predictive, "predictive", FALSE)
   cols <- as_columns(body$targets, "targets", c("student", "target_week", "goal"))
   extra <- setdiff(names(cols), c("student", "target_week", "goal", "n"))
   if (length(extra)) bad_request("unknown field(s) in targets: ", paste(extra, collapse = ", "))
   targets <- data.frame(
     student = col_student(cols$student, "targets.student"),
-    target_week = col_numeric(cols$target_week, "targets.target_week"),
-    goal = col_numeric(cols$goal, "targets.goal"),
-    n = if (is.null(cols$n)) NA_real_ else col_integer(cols$n, "targets.n", min = 1, allow_na = TRUE),
+    target_week = col_numeric(cols$target_week, "targets.target_week", range = WEEK_RANGE),
+    goal = col_numeric(cols$goal, "targets.goal", range = c(0, 1)),
+    n = if (is.null(cols$n)) NA_real_ else col_integer(cols$n, "targets.n", range = ATTEMPTS_RANGE, allow_na = TRUE),
     stringsAsFactors = FALSE
   )
-  out <- which(targets$goal < 0 | targets$goal > 1)
-  if (length(out)) bad_request("targets.goal must lie in [0, 1]; not at position ", positions(out))
   list(run_id = run_id, targets = targets, predictive = predictive)
 }

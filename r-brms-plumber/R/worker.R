@@ -13,14 +13,14 @@ package_source_dir <- function() {
 
 # The first call in a new worker process. callr runs it with the global environment as its enclosure, so it
 # names everything it uses: it loads this package (from `path` when not "", else the installed one) and
-# runs growth_worker_init() from its namespace.
-growth_worker_bootstrap <- function(package, path) {
+# runs `init` (growth_worker_init() for fit workers, growth_parser_init() for the parser) from its namespace.
+growth_worker_bootstrap <- function(package, path, init = "growth_worker_init") {
   if (nzchar(path)) {
     pkgload::load_all(path, export_all = FALSE, helpers = FALSE, attach_testthat = FALSE, quiet = TRUE)
   } else {
     loadNamespace(package)
   }
-  get("growth_worker_init", envir = asNamespace(package), mode = "function")()
+  get(init, envir = asNamespace(package), mode = "function")()
 }
 
 # Every job call in a worker: run `fn(args)`, fn a function of the package, by name (see growth_worker_run).
@@ -38,6 +38,21 @@ growth_worker_init <- function() {
   rstan::rstan_options(auto_write = FALSE)
   options(mc.cores = 1L, warn = 1L)
   invisible(TRUE)
+}
+
+# Initialise the parser process (large request bodies, see parsed_request()): no brms, no Stan.
+growth_parser_init <- function() {
+  options(warn = 1L)
+  invisible(TRUE)
+}
+
+# Parser job: the raw body of a request (in the file args$path) parsed, then checked by `validator`
+# (validate_fit_request or validate_predict_request). -> the validated request; bad input is a 400 like in
+# the service's process.
+parse_request_job <- function(args) {
+  validator <- match.arg(args$validator, c("validate_fit_request", "validate_predict_request"))
+  body <- parse_json_raw(readBin(args$path, "raw", file.size(args$path)))
+  match.fun(validator)(body)
 }
 
 # Run a job and never throw: -> list(ok = TRUE, value) or list(ok = FALSE, status, message). Errors that

@@ -1,15 +1,20 @@
-"""What the three weekly assets open with: the run's settings, the partition's week and its scores."""
+"""What the three weekly assets open with: the run's settings, the partition's week and its scores; and
+which fit a week's P and convergence check judge."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from typing import Any
 
 import dagster as dg
 import pandas as pd
+import psycopg
 
 from seed_growth.partitions import weekly_partitions
 from seed_growth.resources import GrowthSettingsResource, PostgresResource
 from seed_growth.settings import GrowthSettings
+from seed_growth.sql import fits as fits_sql
 from seed_growth.sql import scores as scores_sql
 from seed_growth.window import ScoreWindow
 
@@ -57,3 +62,67 @@ def weekly_asset(*, deps: list[str], kinds: set[str]):
     """An asset of the weekly graph: partitioned by week, in group ``growth`` (the job's selection); its
     docstring is its description in the UI."""
     return dg.asset(partitions_def=weekly_partitions, group_name="growth", deps=deps, kinds=kinds)
+
+
+#: brms_posterior's materialization metadata key naming the fit it produced (``none``: it produced none)
+FIT_RUN_ID = "fit_run_id"
+NO_FIT = "none"
+BRMS_POSTERIOR = dg.AssetKey("brms_posterior")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedFit:
+    """What brms_posterior's latest materialization of a week says it produced."""
+
+    fit_run_id: str | None  # None: that materialization produced no fit (the service could not fit)
+    dagster_run_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WeekFit:
+    """The fit a week's P and convergence check judge (None: no fit), and which one it is, in words."""
+
+    fit: dict[str, Any] | None
+    source: str
+
+    @property
+    def run_id(self) -> str:
+        return self.fit["run_id"] if self.fit else NO_FIT
+
+
+def recorded_fit(instance: dg.DagsterInstance, week: dt.date) -> RecordedFit | None:
+    """The fit brms_posterior's latest materialization of ``week`` produced, from its metadata (None:
+    this instance has no materialization of the week)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=BRMS_POSTERIOR, asset_partitions=[week.isoformat()]), limit=1
+    ).records
+    if not records:
+        return None
+    materialization = records[0].asset_materialization
+    metadata = materialization.metadata if materialization else {}
+    # FIT_RUN_ID since it is recorded; earlier materializations named a fit by run_id (and none by omitting it)
+    entry = metadata.get(FIT_RUN_ID) or metadata.get("run_id")
+    value = str(entry.value) if entry is not None else NO_FIT
+    return RecordedFit(None if value == NO_FIT else value, records[0].run_id)
+
+
+def week_fit(instance: dg.DagsterInstance, conn: psycopg.Connection, week: dt.date) -> WeekFit:
+    """The fit of brms_posterior's latest materialization of ``week``: a re-run whose fit failed has
+    none, whatever earlier fits of the week are stored. Without a recorded materialization (the fit was
+    made outside this Dagster instance), the latest fit stored for the week, saying so."""
+    recorded = recorded_fit(instance, week)
+    if recorded is None:
+        fit = fits_sql.latest_fit(conn, week)
+        name = f"fit {fit['run_id']}" if fit else "no fit"
+        return WeekFit(
+            fit,
+            f"{name}: the latest stored for {week} (this Dagster instance has no materialization of "
+            f"brms_posterior for {week})",
+        )
+    origin = f"brms_posterior's latest materialization of {week} (Dagster run {recorded.dagster_run_id})"
+    if recorded.fit_run_id is None:
+        return WeekFit(None, f"no fit: {origin} produced none (the service could not fit)")
+    fit = fits_sql.fit_by_run_id(conn, recorded.fit_run_id)
+    if fit is None:
+        return WeekFit(None, f"no fit: fit {recorded.fit_run_id} of {origin} is no longer stored")
+    return WeekFit(fit, f"fit {recorded.fit_run_id}, of {origin}")

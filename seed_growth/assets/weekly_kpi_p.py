@@ -2,11 +2,17 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from seed_growth.assets.week import open_scored_week, weekly_asset
+from seed_growth.assets.week import open_scored_week, week_fit, weekly_asset
 from seed_growth.growth.goals import goal_targets
 from seed_growth.growth.kpi import estimate_p, kpi_payloads, validate_probabilities
 from seed_growth.reporting import histogram_markdown, rounded
-from seed_growth.resources import GrowthSettingsResource, PlumberError, PlumberResource, PostgresResource
+from seed_growth.resources import (
+    GrowthSettingsResource,
+    PlumberAuthError,
+    PlumberError,
+    PlumberResource,
+    PostgresResource,
+)
 from seed_growth.sql import fits as fits_sql
 from seed_growth.sql import kpi as kpi_sql
 
@@ -21,14 +27,18 @@ def weekly_kpi_P(
     """Each student's probability P that their expected score reaches the goal (GOAL_SCORE at GOAL_HORIZON_WEEKS
     after the week, or their student_goal row), merged into weekly_kpi.kpis->'P' for week_start = the
     partition's Monday. From the posterior when METRICS_USE_BAYESIAN is true and the week's fit converged;
-    otherwise from the normal approximation (empirical Bayes)."""
+    otherwise from the normal approximation (empirical Bayes). The week's fit is the one brms_posterior's
+    latest materialization of the week produced (none if that fit failed, whatever older fits are stored);
+    metadata ``fit_source`` says which."""
     week = open_scored_week(context, postgres, growth_settings)
     settings, window, scores = week.settings, week.window, week.scores
     as_of = window.as_of_week
     with postgres.connect() as conn:
         student_goals = kpi_sql.read_student_goals(conn)
-        fit = fits_sql.latest_fit(conn, as_of)
+        chosen = week_fit(context.instance, conn, as_of)
+        fit = chosen.fit
         fit_students = fits_sql.read_student_posterior(conn, fit["run_id"]) if fit else None
+    context.log.info(f"the week's fit: {chosen.source}")
     targets = goal_targets(
         scores["student"],
         window,
@@ -38,7 +48,10 @@ def weekly_kpi_P(
     )
 
     def predict_prob(run_id: str, targets: pd.DataFrame) -> tuple[pd.Series, str]:
-        answer = plumber.predict_prob(run_id, targets)
+        try:
+            answer = plumber.predict_prob(run_id, targets)
+        except PlumberAuthError as exc:
+            raise dg.Failure(str(exc)) from None  # configuration, not an outage: no fallback may hide it
         by_student = {p.student: p.p for p in answer.probabilities}
         return targets["student"].map(by_student), answer.method
 
@@ -50,6 +63,7 @@ def weekly_kpi_P(
         fit_students=fit_students,
         predict_prob=predict_prob,
         service_errors=(PlumberError,),
+        observation_model=settings.observation_model,
     )
     for warning in estimate.warnings:
         context.log.warning(warning)
@@ -65,6 +79,7 @@ def weekly_kpi_P(
             "method": dg.MetadataValue.text(estimate.method),
             "fallback_reason": dg.MetadataValue.text(estimate.fallback_reason or "none"),
             "run_id": dg.MetadataValue.text(estimate.run_id or "none"),
+            "fit_source": dg.MetadataValue.text(chosen.source),
             "students": dg.MetadataValue.int(written),
             "week_start": dg.MetadataValue.text(str(as_of)),
             "mean_P": dg.MetadataValue.float(rounded(float(p.mean()))),

@@ -30,19 +30,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.as_of_weeks < 1:
         parser.error("--as-of-weeks must be at least 1")
     try:
-        settings = prepare(PROG)
+        prepared = prepare(PROG)
     except Exit as exc:
         return exc.code
 
-    ok = True
-    for week in backtest_weeks(last_complete_week(), settings.goal_horizon_weeks, args.as_of_weeks):
-        ok &= run_job(PROG, "weekly_growth_job", week.isoformat())
-    ok &= run_job(PROG, "calibration_job")
+    codes = [
+        run_job(PROG, prepared, "weekly_growth_job", week.isoformat())
+        for week in backtest_weeks(last_complete_week(), prepared.settings.goal_horizon_weeks, args.as_of_weeks)
+    ]
+    codes.append(run_job(PROG, prepared, "calibration_job"))
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
         summary = calibration_sql.read_calibration(conn)
     if not summary.empty:
         print(summary.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    return 0 if ok else 1
+    return max(codes)
 
 
 if __name__ == "__main__":

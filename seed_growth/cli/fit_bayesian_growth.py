@@ -6,8 +6,10 @@
 Materializes weekly_scores -> brms_posterior -> weekly_kpi_P (with their checks) for the last complete
 week (or --week), reading every setting from the environment like the platform's old job
 (BRMS_LOOKBACK_WEEKS, BRMS_N_SAMPLES, ...). The run is recorded in the Dagster instance at DAGSTER_HOME
-when one is configured. Exit codes: 0 done; 1 the graph failed; 2 bad settings; 3 database or fitting
-service unreachable.
+when one is configured. One run of a week at a time: a second one started while the first runs is
+refused. Exit codes: 0 done; 1 the graph failed; 2 bad settings (a variable, the source relation or its
+columns, BRMS_PLUMBER_TOKEN refused by the service); 3 the database, the fitting service or Dagster's
+storage (DAGSTER_PG_URL) unreachable; 4 another run is computing the week (nothing done).
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     week = args.week or last_complete_week()
     try:
-        prepare(prog)
+        prepared = prepare(prog)
     except Exit as exc:
         return exc.code
     print(f"{prog}: week {week}")
-    return 0 if run_job(prog, "weekly_growth_job", week.isoformat()) else 1
+    return run_job(prog, prepared, "weekly_growth_job", week.isoformat())
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ import pandas as pd
 
 from seed_growth.growth.calibration import (
     join_outcomes,
+    model_week_noise_sd,
     observed_score_p,
     reliability_table,
     summarise_methods,
-    week_noise_sd,
 )
 from seed_growth.growth.goals import goal_targets
 from seed_growth.growth.normal_approx import fit_cohort, normal_approximation_p
@@ -86,16 +86,21 @@ def judge_week(
     if week.empty or len(scores) != fit["n_rows"]:
         return None
     week["P_bayesian"] = bayesian_observed_p(source, fit, scores, week)
-    cohort = fit_cohort(scores)
+    cohort = fit_cohort(scores, fit_observation_model(fit))
     normal = normal_approximation_p(scores, week, cohort)
     week["P_normal"] = observed_score_p(
         normal["expected_score"],
         normal["expected_score_sd"],
-        week_noise_sd(scores, cohort.sigma),
+        model_week_noise_sd(scores, cohort.sigma, cohort.observation),
         week["n"],
         week["goal"],
     )
     return week.assign(as_of_week=window.as_of_week)
+
+
+def fit_observation_model(fit: Mapping[str, Any]) -> str:
+    """The observation model a stored fit used ('plain' for fits made before there was a choice)."""
+    return str((fit["model"].get("observation") or {}).get("name", "plain"))
 
 
 def bayesian_observed_p(
@@ -109,7 +114,8 @@ def bayesian_observed_p(
         return source.predictive_p(fit, week)
     summary = fit["posterior_summary"]
     mean, sd = student_line_moments(source.student_posterior(fit["run_id"]), week, population=summary)
-    return observed_score_p(mean, sd, week_noise_sd(scores, summary["sigma"]["estimate"]), week["n"], week["goal"])
+    noise = model_week_noise_sd(scores, summary["sigma"]["estimate"], fit["model"].get("observation"))
+    return observed_score_p(mean, sd, noise, week["n"], week["goal"])
 
 
 def run_backtest(

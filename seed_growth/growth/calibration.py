@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
@@ -50,6 +53,16 @@ def week_noise_sd(scores: pd.DataFrame, sigma: float) -> float:
     s, n = scores["score"].to_numpy(dtype=float), scores["n_attempts"].to_numpy(dtype=float)
     binomial = float(np.mean(s * (1.0 - s) / n))
     return float(np.sqrt(max(sigma**2 - binomial, 0.0)))
+
+
+def model_week_noise_sd(scores: pd.DataFrame, sigma: float, observation: Mapping[str, Any] | None) -> float:
+    """The week-to-week wobble as the fit's observation model has it: under the attempts model its own
+    estimate, sigma * sqrt(kappa / gbar) (growth_engine.observation); under the plain model the residual
+    variance less the average binomial variance (:func:`week_noise_sd`), which mistakes the plain model's
+    misfit of few-attempt weeks for wobble."""
+    if observation and observation.get("name") == "attempts":
+        return float(sigma * np.sqrt(observation["kappa"] / observation["gbar"]))
+    return week_noise_sd(scores, sigma)
 
 
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(40)  # quadrature against N(0, 1)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from growth_engine.observation import DEFAULT_OBSERVATION_MODEL
 from seed_growth.growth.convergence import convergence_problems
 from seed_growth.growth.normal_approx import normal_approximation_p
 from seed_growth.growth.probability import p_from_student_summaries
@@ -56,13 +57,14 @@ def estimate_p(
     fit_students: pd.DataFrame | None,
     predict_prob: PredictProb,
     service_errors: tuple[type[Exception], ...],
+    observation_model: str = DEFAULT_OBSERVATION_MODEL,
 ) -> WeekP:
     """The week's P: the service's posterior P when the fit may be used; the fit's stored per-student
     summaries when the service cannot be asked (one of ``service_errors``); otherwise the normal
     approximation."""
     reason = why_not_bayesian(use_bayesian, fit, n_rows=len(scores))
     if reason is not None or fit is None:
-        p = normal_approximation_p(scores, targets)["P"].to_numpy()
+        p = normal_approximation_p(scores, targets, observation_model=observation_model)["P"].to_numpy()
         return WeekP(p, "normal_approximation", None, reason, (f"P from the normal approximation: {reason}",))
     run_id = fit["run_id"]
     try:

@@ -21,7 +21,8 @@ from seed_growth.settings import GrowthSettings, SettingsError
 
 class GrowthSettingsResource(dg.ConfigurableResource):
     """Per-run settings of the growth graph: the scores' window (LOOKBACK_WEEKS), the fit (BRMS_ITER,
-    BRMS_CHAINS, BRMS_FAMILY, BRMS_ENGINE) and P (METRICS_USE_BAYESIAN, GOAL_SCORE, GOAL_HORIZON_WEEKS).
+    BRMS_CHAINS, BRMS_FAMILY, BRMS_ENGINE, BRMS_OBSERVATION_MODEL) and P (METRICS_USE_BAYESIAN, GOAL_SCORE,
+    GOAL_HORIZON_WEEKS).
     Defaults are the environment's values when the code location loaded; run config overrides them."""
 
     lookback_weeks: int | None = Field(
@@ -34,6 +35,13 @@ class GrowthSettingsResource(dg.ConfigurableResource):
     chains: int | None = Field(default=None, description="MCMC chains, 1-8 (BRMS_CHAINS / BRMS_N_CHAINS; default 2)")
     family: str | None = Field(default=None, description="gaussian or binomial (BRMS_FAMILY; default gaussian)")
     engine: str | None = Field(default=None, description="auto, collapsed or brms (BRMS_ENGINE; default auto)")
+    observation_model: str | None = Field(
+        default=None,
+        description=(
+            "gaussian model's observation model: attempts (a week weighs by its attempts) or plain "
+            "(BRMS_OBSERVATION_MODEL; default attempts)"
+        ),
+    )
     use_bayesian: bool | None = Field(
         default=None, description="P from the posterior (METRICS_USE_BAYESIAN; default true)"
     )

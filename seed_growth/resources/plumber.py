@@ -1,12 +1,16 @@
 """The r-brms-plumber fitting service, as a Dagster resource wrapping an httpx client.
 
 Fits take minutes, so the read timeout is long; connection errors and 5xx answers are retried with
-exponential backoff (never 4xx: the request itself is wrong and would fail again). Every answer is
-validated against the contract (docs/growth-api.md) before anyone uses it.
+exponential backoff (never 4xx: the request itself is wrong and would fail again), and every retry is
+logged as a warning in the run. A 401 or 403 is a configuration error (BRMS_PLUMBER_TOKEN), raised as
+:class:`PlumberAuthError`, which is not a :class:`PlumberError`: callers that fall back when the service is
+down must not fall back on a wrong token. Every answer is validated against the contract
+(docs/growth-api.md) before anyone uses it; every message is redacted of secrets.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -18,6 +22,13 @@ import pandas as pd
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from seed_growth.resources.redaction import redact
+
+TOKEN_VARIABLE = "BRMS_PLUMBER_TOKEN"
+# the start-up check's request: a route behind the token, with a body the service refuses (400/404)
+TOKEN_CHECK_ENDPOINT = "/growth/predict_prob"
+TOKEN_CHECK_BODY: dict[str, Any] = {"run_id": "seed-growth-token-check", "targets": []}
+
 
 class PlumberError(RuntimeError):
     """The service answered with an error, or with a body that breaks the contract."""
@@ -25,11 +36,21 @@ class PlumberError(RuntimeError):
     def __init__(self, endpoint: str, message: str, status: int | None = None):
         self.endpoint, self.status, self.message = endpoint, status, message
         where = f"{endpoint} answered {status}" if status is not None else endpoint
-        super().__init__(f"r-brms-plumber {where}: {message}")
+        super().__init__(redact(f"r-brms-plumber {where}: {message}"))
 
 
 class PlumberUnavailable(PlumberError):
     """The service could not be reached (connection refused, timed out, or 5xx after retries)."""
+
+
+class PlumberAuthError(RuntimeError):
+    """The service refused the bearer token (401/403): BRMS_PLUMBER_TOKEN is unset or wrong. A
+    configuration error, not an outage, so deliberately not a :class:`PlumberError`."""
+
+    def __init__(self, endpoint: str, status: int, message: str, *, token_sent: bool):
+        self.endpoint, self.status = endpoint, status
+        what = "is wrong" if token_sent else "is not set, but the service requires one"
+        super().__init__(redact(f"{TOKEN_VARIABLE} {what}: r-brms-plumber {endpoint} answered {status} ({message})"))
 
 
 class _Lenient(BaseModel):
@@ -126,6 +147,26 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
 
 
+def _is_auth_status(status: int) -> bool:
+    return status in (401, 403)
+
+
+def retry_warning(endpoint: str, exc: BaseException | None, attempt: int, max_attempts: int, wait_s: float) -> str:
+    """The run's warning before a retry: what went wrong (status or connection error), which attempt."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        what = f"answered {exc.response.status_code} ({_error_message(exc.response)})"
+    else:
+        what = f"could not be reached ({type(exc).__name__}: {exc})"
+    return redact(
+        f"r-brms-plumber {endpoint} {what} on attempt {attempt} of {max_attempts}; retrying in {wait_s:.1f} s"
+    )
+
+
+def _run_logger() -> logging.Logger:
+    """The run's logger inside a Dagster run (its messages are events of the run), a plain one elsewhere."""
+    return dg.get_dagster_logger("seed_growth.plumber")
+
+
 class PlumberResource(dg.ConfigurableResource):
     """Client of r-brms-plumber (``BRMS_PLUMBER_URL``, optional bearer ``BRMS_PLUMBER_TOKEN``)."""
 
@@ -139,19 +180,28 @@ class PlumberResource(dg.ConfigurableResource):
     max_attempts: int = Field(default=4, ge=1, description="tries per call on connection errors and 5xx")
     backoff_initial_s: float = Field(default=2.0, ge=0)
 
+    def _token(self) -> str | None:
+        # read at run time (not an EnvVar field) because the token is optional and EnvVar must be set
+        return self.token or os.environ.get(TOKEN_VARIABLE) or None
+
     def _client(self) -> httpx.Client:
         """A fresh client per call; tests of failure handling override this with a fake transport."""
-        # read at run time (not an EnvVar field) because the token is optional and EnvVar must be set
-        token = self.token or os.environ.get("BRMS_PLUMBER_TOKEN")
+        token = self._token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         timeout = httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s)
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def _call(self, method: str, endpoint: str, body: dict[str, Any] | None = None) -> Any:
+        def warn(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait_s = state.next_action.sleep if state.next_action else 0.0
+            _run_logger().warning(retry_warning(endpoint, exc, state.attempt_number, self.max_attempts, wait_s))
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_retryable),
             stop=tenacity.stop_after_attempt(self.max_attempts),
             wait=tenacity.wait_exponential(multiplier=self.backoff_initial_s, max=60),
+            before_sleep=warn,
             reraise=True,
         )
         try:
@@ -162,6 +212,9 @@ class PlumberResource(dg.ConfigurableResource):
                         response.raise_for_status()
         except httpx.HTTPStatusError as exc:
             status = exc.response.status_code
+            if _is_auth_status(status):
+                message = _error_message(exc.response)
+                raise PlumberAuthError(endpoint, status, message, token_sent=self._token() is not None) from None
             error = PlumberUnavailable if status >= 500 else PlumberError
             raise error(endpoint, _error_message(exc.response), status) from None
         except httpx.TransportError as exc:
@@ -176,6 +229,17 @@ class PlumberResource(dg.ConfigurableResource):
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
+    def check_token(self) -> None:
+        """Raise :class:`PlumberAuthError` if the service refuses our bearer token (``/health`` does not
+        need one, so this asks a route that does, with a body it refuses without side effects: any other
+        4xx means the token was accepted); :class:`PlumberUnavailable` if it cannot be asked."""
+        try:
+            self._call("POST", TOKEN_CHECK_ENDPOINT, TOKEN_CHECK_BODY)
+        except PlumberUnavailable:
+            raise
+        except PlumberError:
+            return  # 400/404: past the token filter, the body was refused as intended
+
     def fit(
         self,
         scores: pd.DataFrame,
@@ -185,9 +249,11 @@ class PlumberResource(dg.ConfigurableResource):
         family: str,
         engine: str,
         seed: int | None = None,
+        observation_model: str | None = None,
     ) -> FitResponse:
         """Fit the growth model to ``scores`` (columns student, week, score, n_attempts). The data go
-        columnar: at 100k students a row per object triples the body."""
+        columnar: at 100k students a row per object triples the body. ``observation_model``: the gaussian
+        model's ('attempts' or 'plain'; None: the service's default for the data)."""
         body = {
             "data": {
                 "student": scores["student"].astype(str).tolist(),
@@ -200,6 +266,7 @@ class PlumberResource(dg.ConfigurableResource):
             "family": family,
             "engine": engine,
             "seed": seed,
+            **({"observation_model": observation_model} if observation_model else {}),
         }
         return _validated(FitResponse, self._call("POST", "/growth/fit", body), "/growth/fit")
 

@@ -38,15 +38,24 @@ def insert_fit(conn: psycopg.Connection, fit: dict[str, Any], students: pd.DataF
             copy.write_row((fit["run_id"], *row))
 
 
+_FIT_COLUMNS = """run_id, fitted_at, as_of_week, window_start, lookback_weeks, family, engine, iter, chains,
+                  n_students, n_rows, converged, posterior_summary, diagnostics, model, dagster_run_id"""
+
+
 def latest_fit(conn: psycopg.Connection, as_of_week: dt.date) -> dict[str, Any] | None:
     """The most recent fit for an as-of week, or None."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute(
-            """SELECT run_id, fitted_at, as_of_week, window_start, lookback_weeks, family, engine, iter,
-                      chains, n_students, n_rows, converged, posterior_summary, diagnostics, model
-               FROM growth_brms_meta WHERE as_of_week = %s ORDER BY fitted_at DESC LIMIT 1""",
+            f"SELECT {_FIT_COLUMNS} FROM growth_brms_meta WHERE as_of_week = %s ORDER BY fitted_at DESC LIMIT 1",
             (as_of_week,),
         )
+        return cur.fetchone()
+
+
+def fit_by_run_id(conn: psycopg.Connection, run_id: str) -> dict[str, Any] | None:
+    """The fit the service called ``run_id``, or None when it is not stored."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(f"SELECT {_FIT_COLUMNS} FROM growth_brms_meta WHERE run_id = %s", (run_id,))
         return cur.fetchone()
 
 

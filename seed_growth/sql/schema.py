@@ -8,6 +8,8 @@ leaves the tables as they were.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
@@ -40,3 +42,18 @@ def fetch_one(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple
 
 def relation_sql(name: str) -> sql.Composable:
     return sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
+
+
+@contextmanager
+def advisory_lock(conn: psycopg.Connection, name: str) -> Iterator[bool]:
+    """Try to take the session-level advisory lock ``name`` on ``conn`` without waiting; yields whether
+    it was taken. Held until the block ends or the session does (a killed process releases it)."""
+    [taken] = fetch_one(conn, "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (name,))
+    try:
+        yield bool(taken)
+    finally:
+        if taken and not conn.closed:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+            except psycopg.Error:
+                pass  # the session is gone, and its locks with it

@@ -21,7 +21,14 @@ def load_cohort(url: str, students: int = 150, weeks: int = 10, seed: int = 3) -
     return demo_data.load(url, demo_data.DemoCohort(students=students, weeks=weeks, last_week=WEEK, seed=seed))
 
 
-def run_graph(url: str, plumber_url: str, *, raise_on_error: bool = True, **settings) -> dg.ExecuteInProcessResult:
+def run_graph(
+    url: str,
+    plumber_url: str,
+    *,
+    raise_on_error: bool = True,
+    instance: dg.DagsterInstance | None = None,
+    **settings,
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [*ASSETS, *CHECKS],
         partition_key=WEEK.isoformat(),
@@ -31,6 +38,7 @@ def run_graph(url: str, plumber_url: str, *, raise_on_error: bool = True, **sett
             "growth_settings": GrowthSettingsResource(**settings),
         },
         raise_on_error=raise_on_error,
+        instance=instance,
     )
 
 

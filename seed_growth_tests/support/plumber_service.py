@@ -123,6 +123,17 @@ class PlumberService:
 FIT_TIMEOUT = httpx.Timeout(1800.0, connect=10.0)
 
 
+def validation_service(fits_dir: Path, token: str):
+    """A started service with a bearer token whose queue takes no fits: requests are validated, fits never
+    start (a generator for a pytest fixture: yields the service, stops it after)."""
+    service = PlumberService(
+        fits_dir=fits_dir, env={"BRMS_PLUMBER_TOKEN": token, "BRMS_MAX_QUEUE": "0", "BRMS_WARMUP_FAMILIES": ""}
+    )
+    service.start()
+    yield service
+    service.stop()
+
+
 def post(url: str, path: str, body, **kwargs) -> httpx.Response:
     """POST a JSON body to the service, with a timeout long enough for a brms fit."""
     return httpx.post(f"{url}{path}", json=body, timeout=FIT_TIMEOUT, **kwargs)

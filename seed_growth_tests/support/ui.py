@@ -21,6 +21,15 @@ LOCATION = "seed_growth"
 REPOSITORY = "__repository__"
 REPOSITORY_LABEL = f"{REPOSITORY}@{LOCATION}"  # the tag value the UI filters a job's runs by
 
+# a check's executions, newest first (one partition, or every one with partition null)
+CHECK_EXECUTIONS = """
+query Executions($assetKey: AssetKeyInput!, $checkName: String!, $partition: String, $limit: Int!) {
+  assetCheckExecutions(assetKey: $assetKey, checkName: $checkName, partition: $partition, limit: $limit) {
+    runId status partition
+    evaluation { partition success metadataEntries { label ... on TextMetadataEntry { text } } }
+  }
+}"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -151,3 +160,78 @@ mutation Launch($executionParams: ExecutionParams!) {
 }"""
 
 RUN_STATUS = "query Status($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"
+
+
+# AssetChecksQuery (ui-core assets/asset-checks/AssetChecksQuery.tsx), trimmed to what ExecuteChecksButton reads
+ASSET_CHECKS = """
+query AssetChecksQuery($assetKey: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $assetKey) {
+    ... on AssetNode {
+      jobNames
+      repository { name location { name } }
+      assetChecksOrError {
+        ... on AssetChecks {
+          checks {
+            name jobNames canExecuteIndividually partitionDefinition { description }
+            executionForLatestMaterialization { runId status partition evaluation { partition } }
+          }
+        }
+      }
+    }
+  }
+}"""
+
+RUN_FAILURES = """
+query Failures($runId: ID!) {
+  logsForRun(runId: $runId) {
+    ... on EventConnection {
+      events { __typename ... on ExecutionStepFailureEvent { stepKey error { message } }
+                             ... on RunFailureEvent { message } }
+    }
+  }
+}"""
+
+
+def asset_checks(ui: DagsterUI, asset: str) -> dict[str, Any]:
+    """The asset node as the asset's Checks tab loads it (its jobs, repository and checks)."""
+    return ui.graphql(ASSET_CHECKS, {"assetKey": {"path": [asset]}})["assetNodeOrError"]
+
+
+def execute_checks(ui: DagsterUI, asset: str) -> str:
+    """Launch the asset's checks as the Checks tab's "Execute all" button does (ExecuteChecksButton.tsx's
+    onClick, with the tag useLaunchWithTelemetry adds): the checks' common job, no asset, every check that
+    can execute on its own, and no partition. The run's id."""
+    node = asset_checks(ui, asset)
+    checks = node["assetChecksOrError"]["checks"]
+    common = [name for name in checks[0]["jobNames"] if all(name in c["jobNames"] for c in checks)]
+    job = common[0] if common else node["jobNames"][0]
+    selector = {
+        "jobName": job,
+        "repositoryLocationName": node["repository"]["location"]["name"],
+        "repositoryName": node["repository"]["name"],
+        "assetSelection": [],
+        "assetCheckSelection": [
+            {"assetKey": {"path": [asset]}, "name": c["name"]}
+            for c in checks
+            if c["canExecuteIndividually"] == "CAN_EXECUTE"
+        ],
+    }
+    params = {
+        "mode": "default",
+        "runConfigData": "{}",
+        "selector": selector,
+        "executionMetadata": {"tags": [{"key": "dagster/from_ui", "value": "true"}]},
+    }
+    data = ui.graphql(LAUNCH_RUN, {"executionParams": params})["launchPipelineExecution"]
+    assert data["__typename"] == "LaunchRunSuccess", data
+    return data["run"]["runId"]
+
+
+def run_failures(ui: DagsterUI, run_id: str) -> list[str]:
+    """The run's step and run failure messages (what its event log shows in red)."""
+    events = ui.graphql(RUN_FAILURES, {"runId": run_id})["logsForRun"]["events"]
+    return [
+        f"{e.get('stepKey', 'run')}: {(e.get('error') or {}).get('message') or e.get('message')}"
+        for e in events
+        if e["__typename"] in {"ExecutionStepFailureEvent", "RunFailureEvent"}
+    ]

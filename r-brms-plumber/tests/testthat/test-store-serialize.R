@@ -30,9 +30,43 @@ test_that("the store finds, expires and prunes fits", {
   write_fit(dir, old, format(Sys.time() - 100 * 86400, "%Y-%m-%dT%H:%M:%SZ", tz = "UTC"))
   expect_null(store_lookup(dir, old, 90))
   expect_false(dir.exists(file.path(dir, old)))
-  store_begin(dir, "abc")
+  leftover <- new_run_id()   # staged by an earlier process of this pid: nobody owns it any more
+  store_begin(dir, leftover)
   store_prune(dir, 100, 90, stale_staging = TRUE)
-  expect_false(dir.exists(staging_dir(dir, "abc")))
+  expect_false(dir.exists(staging_dir(dir, leftover)))
+})
+
+test_that("staging folders belong to their service: only those of dead services are removed", {
+  dir <- tempfile("fits-")
+  dir.create(dir)
+  staging <- function(host, pid) {
+    path <- file.path(dir, sprintf(".staging-%s-%s-%s", host, pid, new_run_id()))
+    dir.create(path)
+    path
+  }
+  gone <- processx::process$new("true")
+  gone$wait()
+  dead_pid <- gone$get_pid()
+  running <- processx::process$new("sleep", "60")
+  on.exit(running$kill(), add = TRUE)
+  alive <- staging(host_label(), running$get_pid())      # a running service of this host
+  dead <- staging(host_label(), dead_pid)                 # its service is gone
+  foreign <- staging("other-host.example", dead_pid)      # another host's (container's): not judged by pid
+  legacy_new <- file.path(dir, paste0(".staging-", new_run_id()))
+  legacy_old <- file.path(dir, paste0(".staging-", new_run_id()))
+  dir.create(legacy_new)
+  dir.create(legacy_old)
+  Sys.setFileTime(legacy_old, Sys.time() - 2 * 86400)
+  expect_match(basename(staging_dir(dir, "0123")), sprintf("^[.]staging-%s-%d-0123$", host_label(), Sys.getpid()))
+  store_prune(dir, 100, 90, stale_staging = TRUE)
+  expect_true(dir.exists(alive))
+  expect_false(dir.exists(dead))
+  expect_true(dir.exists(foreign))
+  expect_true(dir.exists(legacy_new))
+  expect_false(dir.exists(legacy_old))
+  Sys.setenv(R_BRMS_PLUMBER_SERVICE_PID = "4242")
+  on.exit(Sys.unsetenv("R_BRMS_PLUMBER_SERVICE_PID"), add = TRUE)
+  expect_match(basename(staging_dir(dir, "0123")), "-4242-0123$")
 })
 
 test_that("JSON keeps full precision and writes null for missing numbers", {

@@ -1,6 +1,4 @@
-body_of <- function(json) {
-  jsonlite::fromJSON(json, simplifyVector = TRUE, simplifyDataFrame = TRUE, simplifyMatrix = FALSE)
-}
+body_of <- function(json) parse_json_text(json)
 
 expect_400 <- function(expr, pattern) {
   err <- tryCatch({
@@ -70,17 +68,83 @@ test_that("bad inputs are 400s naming the problem", {
              "data.n \\(attempts\\) is required")
   expect_400(validate_fit_request(with_data('{"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.5], "n": [0, 3]}',
                                             ', "family": "binomial"')),
-             "data.n must be >= 1")
+             "data.n must be between 1 and 1e\\+05")
   expect_400(validate_fit_request(with_data(cols, ', "seed": -1')), "seed must be between")
   expect_400(validate_fit_request(with_data(cols, ', "chain": 2')), "unknown field in request: chain")
 })
 
-test_that("binomial keeps attempts; gaussian tolerates null attempts", {
+test_that("attempts are passed on when given, on every row, within bounds", {
   r <- validate_fit_request(body_of(sprintf('{"data": %s, "family": "binomial"}', cols)))
   expect_equal(r$data$n, c(10, 10, 5, 5))
-  g <- validate_fit_request(body_of(paste0('{"data": {"student": ["a", "b"], "week": [0, 1], ',
-                                           '"score": [0.5, 0.5], "n": [null, 3]}}')))
-  expect_equal(g$data$n, c(NA, 3))
+  g <- validate_fit_request(body_of(sprintf('{"data": %s}', cols)))
+  expect_equal(g$data$n, c(10, 10, 5, 5))
+  without <- validate_fit_request(body_of('{"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.5]}}'))
+  expect_true(all(is.na(without$data$n)))
+  with_n <- function(n) {
+    body_of(sprintf('{"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.5], "n": %s}}', n))
+  }
+  expect_400(validate_fit_request(with_n("[null, 3]")), "data.n has missing values at position 0")
+  expect_400(validate_fit_request(with_n("[0, 3]")), "data.n must be between 1 and")
+  expect_400(validate_fit_request(with_n("[100001, 3]")), "data.n must be between 1 and")
+  expect_400(validate_fit_request(with_n("[2.5, 3]")), "data.n must contain whole numbers")
+  expect_400(validate_fit_request(with_n("[true, 3]")), "data.n must contain only numbers; position 0 is a boolean")
+  rows <- '[{"student": "a", "week": 0, "score": 0.5, "n": 3}, {"student": "b", "week": 1, "score": 0.5}]'
+  expect_400(validate_fit_request(body_of(sprintf('{"data": %s}', rows))), "data.n has missing values at position 1")
+  expect_equal(validate_fit_request(with_n("[100000, 1]"))$data$n, c(100000, 1))
+})
+
+test_that("values of the wrong JSON type are refused, never converted", {
+  fit <- function(data, extra = "") validate_fit_request(body_of(sprintf('{"data": %s%s}', data, extra)))
+  expect_400(fit('{"student": ["a", "b"], "week": [0, 1], "score": [true, 0.5]}'),
+             "data.score must contain only numbers; position 0 is a boolean")
+  expect_400(fit('[{"student": "a", "week": 0, "score": true}, {"student": "b", "week": 1, "score": 0.5}]'),
+             "data.score must contain only numbers; position 0 is a boolean")
+  expect_400(fit('{"student": ["a", "b"], "week": {}, "score": [0.5, 0.5]}'),
+             "data.week must be an array \\(got an object\\)")
+  expect_400(fit('[{"student": "a", "week": {}, "score": 0.5}, {"student": "b", "week": 1, "score": 0.5}]'),
+             "data.week must contain only numbers; position 0 is an object")
+  expect_400(fit('{"student": [["a"], "b"], "week": [0, 1], "score": [0.5, 0.5]}'),
+             "data.student must contain only strings \\(or integers\\); position 0 is an array")
+  expect_400(fit(cols, ', "chains": [2]'), "chains must be an integer \\(got an array\\)")
+  expect_400(fit(cols, ', "iter": true'), "iter must be an integer \\(got a boolean\\)")
+  expect_400(fit(cols, ', "family": ["gaussian"]'), "family must be a string")
+  expect_400(fit("[1, 2]"), "data must be an array of objects")
+  expect_400(fit("5"), "data must be an array of row objects or an object of column arrays \\(got a number\\)")
+})
+
+test_that("weeks are bounded and each (student, week) is one row", {
+  fit <- function(week) {
+    validate_fit_request(body_of(sprintf('{"data": {"student": ["a", "b"], "week": [0, %s], "score": [0.5, 0.5]}}',
+                                         week)))
+  }
+  expect_equal(fit("520")$data$week, c(0, 520))
+  expect_400(fit("521"), "data.week must be between 0 and 520; not at position 1")
+  expect_400(fit("-1"), "data.week must be between 0 and 520")
+  expect_400(fit("1e308"), "data.week must be between 0 and 520")
+  expect_400(fit("1e999"), "data.week has missing or non-finite values")
+  dup <- '{"student": ["a", "a", "b"], "week": [0, 0, 1], "score": [0.5, 0.5, 0.5]}'
+  expect_400(validate_fit_request(body_of(sprintf('{"data": %s}', dup))),
+             "data has more than one row for the same \\(student, week\\) at position 1")
+  target <- function(week) {
+    targets <- sprintf('[{"student": "a", "target_week": %s, "goal": 0.8}]', week)
+    validate_predict_request(body_of(sprintf('{"run_id": "abc", "targets": %s}', targets)))
+  }
+  expect_equal(target("11.5")$targets$target_week, 11.5)
+  expect_400(target("1e308"), "targets.target_week must lie in \\[0, 520\\]")
+  expect_400(target("-3"), "targets.target_week must lie in")
+})
+
+test_that("duplicated keys and NUL characters are refused naming the place", {
+  expect_400(body_of('{"data": [], "data": []}'), "duplicated key 'data' in the request body")
+  expect_400(body_of('{"data": [{"student": "a", "week": 0, "week": 1, "score": 0.5}]}'),
+             "duplicated key 'week' in data at position 0")
+  expect_400(body_of('{"data": {"student": ["a\\u0000b", "c"], "week": [0, 1], "score": [0.5, 0.5]}}'),
+             "data.student contains a NUL character")
+  expect_400(body_of('{"data": [{"student": "a", "week": 0, "score": 0.5}, {"student": "a\\u0000", "week": 1}]}'),
+             "data.student contains a NUL character .* at position 1")
+  expect_400(body_of('{"run_id": "0123\\u0000", "targets": []}'), "run_id contains a NUL character")
+  # an escaped backslash before u0000 is text, not a NUL
+  expect_equal(body_of('{"run_id": "a\\\\u0000"}')$run_id, "a\\u0000")
 })
 
 test_that("predict requests are validated", {
@@ -109,4 +173,15 @@ test_that("predict requests are validated", {
   expect_400(validate_predict_request(body_of(paste0('{"run_id": "abc", "predictive": "yes", ',
                                                      '"targets": [{"student": "a", "target_week": 1, "goal": 0.5}]}'))),
              "predictive must be")
+})
+
+test_that("observation_model: attempts needs n and the collapsed engine; omitted is left to the engine", {
+  fit_with <- function(fields, data = cols) validate_fit_request(body_of(sprintf('{"data": %s%s}', data, fields)))
+  expect_true(is.na(fit_with("")$observation_model))
+  expect_equal(fit_with(', "observation_model": "plain"')$observation_model, "plain")
+  expect_equal(fit_with(', "engine": "collapsed", "observation_model": "attempts"')$observation_model, "attempts")
+  expect_400(fit_with(', "observation_model": "attempts"'), "engine 'collapsed' only")
+  no_n <- '{"student": ["a", "a", "b", "b"], "week": [0, 1, 0, 1], "score": [0.1, 0.2, 0.3, 0.4]}'
+  expect_400(fit_with(', "engine": "collapsed", "observation_model": "attempts"', no_n), "needs data.n")
+  expect_400(fit_with(', "observation_model": "weighted"'), "unknown observation_model")
 })
