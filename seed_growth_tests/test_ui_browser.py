@@ -1,8 +1,8 @@
 """The Dagster UI in a real browser (Debian's chromium, headless, driven by selenium) against the real
 webserver and daemon (`dagster dev`), a database with demo data and the real fitting service: the asset
-graph, a week of the growth assets materialized and its run shown, each asset check's result for that week,
-each check executed from its Checks tab (the latest week's result, named in it), the schedule's cron and
-timezone. Screenshots of every page land in .local/ui-screenshots/."""
+graph, a week of the growth assets launched from the Materialize dialog and its run shown, each asset
+check's result for that week, each check executed from its Checks tab (the latest week's result, named in
+it), the schedule's cron and timezone. Screenshots of every page land in .local/ui-screenshots/."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     pytest.skip("no browser: apt-get install chromium chromium-driver (scripts/setup.sh does)", allow_module_level=True)
 
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 CHECKS = {
     "weekly_scores": "weekly_scores_valid",
@@ -100,6 +101,18 @@ def button_with_text(driver, text: str):
     return buttons[0]
 
 
+RUNS_OF_PARTITION = """
+query Runs($filter: RunsFilter) {
+  runsOrError(filter: $filter) { ... on Runs { results { runId } } }
+}"""
+
+
+def partition_runs(dagster_ui, week: str) -> list[str]:
+    """Run ids of weekly_growth_job for the partition ``week``."""
+    run_filter = {"pipelineName": "weekly_growth_job", "tags": [{"key": "dagster/partition", "value": week}]}
+    return [r["runId"] for r in dagster_ui.graphql(RUNS_OF_PARTITION, {"filter": run_filter})["runsOrError"]["results"]]
+
+
 def executions(dagster_ui, asset: str) -> list[dict]:
     return dagster_ui.graphql(EXECUTIONS, {"assetKey": {"path": [asset]}, "checkName": CHECKS[asset]})[
         "assetCheckExecutions"
@@ -121,9 +134,23 @@ def test_the_ui_in_a_browser(dagster_ui, browser):
     time.sleep(5)  # the global graph lays itself out; shown for the screenshot
     shoot(browser, "01-asset-graph-global")
 
-    # one week of the growth assets, launched as the Materialize dialog launches it (GraphQL), shown in the UI
+    # one week of the growth assets, launched from the job's "Materialize all…" dialog: Custom partition
+    # selection, the week typed in, "Launch 1 run"; then the run is found by its partition tag and awaited
     week = (WEEK - dt.timedelta(weeks=1)).isoformat()
-    run_id = dagster_ui.launch_partition("weekly_growth_job", week)
+    browser.get(f"{ui}/locations/seed_growth/jobs/weekly_growth_job")
+    page_shows(browser, "weekly_growth_job", "Materialize all…")
+    dismiss_community_dialog(browser)
+    button_with_text(browser, "Materialize all…").click()
+    page_shows(browser, "Launch runs to materialize 3 assets", "Custom")
+    button_with_text(browser, "Custom").click()
+    time.sleep(1)
+    (selection,) = [i for i in browser.find_elements(By.TAG_NAME, "input") if i.is_displayed()]
+    selection.send_keys(Keys.CONTROL, "a")
+    selection.send_keys(week, Keys.ENTER)
+    page_shows(browser, "1 partition", "Launch 1 run")
+    shoot(browser, "02-materialize-dialog-one-week")
+    button_with_text(browser, "Launch 1 run").click()
+    (run_id,) = wait_for(f"the run of {week} from the dialog", lambda: partition_runs(dagster_ui, week), timeout_s=60)
     assert dagster_ui.wait_run(run_id, timeout_s=900) == "SUCCESS"
     browser.get(f"{ui}/runs/{run_id}")
     page_shows(browser, "Success", "weekly_growth_job")
