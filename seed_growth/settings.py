@@ -15,9 +15,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from growth_engine.observation import DEFAULT_OBSERVATION_MODEL, OBSERVATION_MODELS
+
 FAMILIES = ("gaussian", "binomial")
 ENGINES = ("auto", "collapsed", "brms")
-OBSERVATION_MODELS = ("attempts", "plain")  # growth_engine.observation
 
 # documented name -> older name the platform's CronJob used
 ALIASES: dict[str, str] = {
@@ -82,7 +83,7 @@ class GrowthSettings:
     chains: int = 2
     family: str = "gaussian"
     engine: str = "auto"
-    observation_model: str = "attempts"
+    observation_model: str = DEFAULT_OBSERVATION_MODEL
     use_bayesian: bool = True
     goal_score: float = 0.8
     goal_horizon_weeks: int = 4
@@ -144,7 +145,7 @@ class GrowthSettings:
             "chains": _int(_pick(env, "BRMS_CHAINS", warnings), "BRMS_CHAINS", 2),
             "family": (env.get("BRMS_FAMILY") or "gaussian").strip().lower(),
             "engine": (env.get("BRMS_ENGINE") or "auto").strip().lower(),
-            "observation_model": (env.get("BRMS_OBSERVATION_MODEL") or "attempts").strip().lower(),
+            "observation_model": (env.get("BRMS_OBSERVATION_MODEL") or DEFAULT_OBSERVATION_MODEL).strip().lower(),
             "use_bayesian": _bool(env.get("METRICS_USE_BAYESIAN"), "METRICS_USE_BAYESIAN", True),
             "goal_score": _float(env.get("GOAL_SCORE"), "GOAL_SCORE", 0.8),
             "goal_horizon_weeks": _int(env.get("GOAL_HORIZON_WEEKS"), "GOAL_HORIZON_WEEKS", 4),
