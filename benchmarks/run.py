@@ -102,6 +102,7 @@ class Service:
             "BRMS_PLUMBER_HOST": "127.0.0.1",
         }
         env.pop("BRMS_WARMUP_FAMILIES", None)
+        OUT.mkdir(exist_ok=True)
         self.log = open(OUT / f"plumber-{port}.log", "w")
         self.process = subprocess.Popen(
             ["Rscript", "run.R"], cwd=REPO / "r-brms-plumber", env=env, stdout=self.log, stderr=subprocess.STDOUT
@@ -130,39 +131,46 @@ class Service:
         self.log.close()
 
 
-def tree_rss(pid: int) -> int:
-    """RSS of a process and all its descendants (the service's fit workers and engine processes)."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for process in processes:
-        try:
-            total += process.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
 @contextmanager
-def peak_rss(pid: int):
-    """Samples the process tree's RSS every 0.2 s while the block runs; yields a dict with 'peak'."""
-    result, stop = {"peak": tree_rss(pid)}, threading.Event()
+def process_peaks(root_pid: int):
+    """Peak RSS while the block runs: the whole tree, and per kind of process (R, engine, other)."""
+    peaks = {"tree": 0, "r": 0, "engine": 0}
+    stop = threading.Event()
 
-    def sample():
+    def kind(process: psutil.Process) -> str:
+        command = " ".join(process.cmdline())
+        return "engine" if "growth_engine" in command else "r" if process.pid == root_pid else "other"
+
+    def sample() -> None:
         while not stop.is_set():
-            result["peak"] = max(result["peak"], tree_rss(pid))
+            try:
+                processes = [psutil.Process(root_pid), *psutil.Process(root_pid).children(recursive=True)]
+            except psutil.Error:
+                break
+            total = 0
+            for process in processes:
+                try:
+                    rss = process.memory_info().rss
+                    name = kind(process)
+                except psutil.Error:
+                    continue
+                total += rss
+                peaks[name] = max(peaks.get(name, 0), rss)
+            peaks["tree"] = max(peaks["tree"], total)
             stop.wait(0.2)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     try:
-        yield result
+        yield peaks
     finally:
         stop.set()
         thread.join()
+
+
+def peak_rss(pid: int):
+    """Peak RSS of the process tree while the block runs (``peak["tree"]``), see :func:`process_peaks`."""
+    return process_peaks(pid)
 
 
 def free_port() -> int:
@@ -283,7 +291,7 @@ def run_size(
                         min_ess_bulk=round(d.min_ess_bulk, 1),
                         min_ess_tail=round(d.min_ess_tail, 1),
                         divergent=d.divergent_transitions,
-                        service_peak_rss_mb=round(peak["peak"] / 2**20),
+                        service_peak_rss_mb=round(peak["tree"] / 2**20),
                     )
                     if wall > LONG_FIT_S:
                         break
@@ -308,7 +316,7 @@ def run_size(
 
             def write():
                 with conn.transaction():
-                    kpi_sql.merge_kpis(conn, AS_OF, payloads)
+                    kpi_sql.merge_kpis(conn, AS_OF, payloads.per_student, payloads.shared)
 
             seconds, runs = median_time(write, repeats)
             record(stage="kpi_write", students=students, seconds=round(seconds, 3), runs=[round(r, 3) for r in runs])
@@ -344,7 +352,7 @@ def run_size(
             seconds=round(statistics.median(graph_runs), 2),
             runs=[round(r, 2) for r in graph_runs],
             checks=checks,
-            service_peak_rss_mb=round(peak["peak"] / 2**20),
+            service_peak_rss_mb=round(peak["tree"] / 2**20),
         )
     record(
         stage="python_peak_rss", students=students, mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -383,7 +391,7 @@ def brms_compile(admin_url: str) -> None:
                     compile_seconds=round(fit.diagnostics.compile_seconds, 2),
                     sampling_seconds=round(fit.diagnostics.sampling_seconds, 2),
                     max_rhat=round(fit.diagnostics.max_rhat, 4),
-                    service_peak_rss_mb=round(peak["peak"] / 2**20),
+                    service_peak_rss_mb=round(peak["tree"] / 2**20),
                 )
         finally:
             service.stop()

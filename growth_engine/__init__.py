@@ -4,11 +4,12 @@ Time is centred at c = mean(week); the priors are the contract's explicit ones (
 student effects (a_i, b_i) are integrated out analytically (Woodbury + matrix determinant lemma on
 per-student sufficient statistics), NUTS (NumPyro, float64) samples only the 6 population parameters, and
 student summaries / goal probabilities are Rao-Blackwellized over the posterior draws. The R service
-(r-brms-plumber, engine "collapsed") runs it as a command line; seed_growth uses its maximum-likelihood
-cohort fit for the normal approximation of P.
+(r-brms-plumber, engine "collapsed") keeps one engine process running (``serve``, :mod:`.server`: JSON or
+Arrow bodies in, by file); seed_growth uses its maximum-likelihood cohort fit for the normal approximation of P.
 
-Command line (what the R service runs; ``growth-engine`` is the same)::
+Command line (``growth-engine`` is the same)::
 
+    python -m growth_engine serve --socket PATH                      # the service's engine process
     python -m growth_engine fit --request REQ.json --out-dir DIR      # -> DIR/response.json, DIR/state.npz
     python -m growth_engine predict --fit-dir DIR --targets T.json    # -> JSON on stdout
 

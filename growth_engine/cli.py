@@ -1,4 +1,5 @@
-"""Command line used by the R service (docs/growth-api.md, engine "collapsed").
+"""Command line of the engine (docs/growth-api.md, engine "collapsed"): ``serve`` is the R service's
+long-lived engine process (growth_engine.server); ``fit`` and ``predict`` run one request from files.
 
     python -m growth_engine fit --request REQ.json --out-dir DIR
         REQ.json = {"data": {"student": [...], "week": [...], "score": [...], "n": [...]?} (or rows),
@@ -6,6 +7,7 @@
         writes DIR/response.json (the fit response minus run_id/engine/fitted_at) and DIR/state.npz
 
     python -m growth_engine predict --fit-dir DIR --targets TARGETS.json
+    python -m growth_engine serve --socket PATH   (the service's long-lived engine: growth_engine.server)
         TARGETS.json = {"targets": [{"student", "target_week", "goal"}, ...]}
         prints {"method": "rao_blackwell", "probabilities": [{"student", "target_week", "goal", "p", "seen"}]}
 
@@ -136,6 +138,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    return serve(args.socket)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m growth_engine", description="Collapsed MCMC engine for score ~ week + (week | student)"
@@ -151,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-dir", required=True)
     p.add_argument("--targets", required=True, help="targets JSON file ('-' = stdin)")
     p.set_defaults(func=cmd_predict)
+    s = sub.add_parser("serve", help="serve fits and predictions over a Unix socket (growth_engine.server)")
+    s.add_argument("--socket", required=True, help="path of the Unix socket to listen on")
+    s.set_defaults(func=cmd_serve)
     return ap
 
 

@@ -33,6 +33,9 @@ PROPOSAL_DF = 10.0
 WARMUP = 50
 #: above this many design groups the chains are run this way rather than with NUTS
 MIN_GROUPS = 50_000
+#: points evaluated at once per device: each holds the potential's intermediates for every design group
+#: (a million groups: ~0.25 GB a point), so memory, not speed, sets it (BENCHMARKS.md)
+POTENTIAL_BATCH = 1
 
 
 def _log_proposal(eps: np.ndarray) -> np.ndarray:
@@ -52,7 +55,7 @@ def _potentials(eps: np.ndarray, data: Mapping[str, Any], mode: np.ndarray, chol
     """Exact potential at every row of eps (M, 6): batched, split over the XLA host devices (one per core)."""
 
     def evaluate(points, data, mode, chol):
-        return jax.lax.map(lambda e: precond_potential(e, data, mode, chol), points, batch_size=8)
+        return jax.lax.map(lambda e: precond_potential(e, data, mode, chol), points, batch_size=POTENTIAL_BATCH)
 
     devices = jax.local_devices()
     per_device = -(-eps.shape[0] // len(devices))

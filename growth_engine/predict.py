@@ -17,6 +17,8 @@ attempts model (:mod:`.observation`; an unseen student: sigma^2, an average row)
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,16 @@ from .request import GrowthInputError, validate_targets
 from .state import FitState
 
 METHOD = "rao_blackwell"
+
+
+#: draws x targets cells above which P averages over an evenly spaced subset of the draws (never fewer than
+#: MIN_PREDICT_DRAWS): at a million targets the population posterior is so narrow that the subset changes P
+#: by less than 1e-4 (BENCHMARKS.md), while the full set would cost minutes.
+PREDICT_CELLS = 200_000_000
+MIN_PREDICT_DRAWS = 200
+#: draws x targets cells per block: small enough that a block's temporaries stay in the CPU's cache (at a
+#: million targets 64k cells took 6 s where 2M took 10 s, BENCHMARKS.md)
+PREDICT_CHUNK_CELLS = 65_536
 
 
 def _normalize_targets(targets):
@@ -46,34 +58,43 @@ def _prob(mean, var, goal):
     return p.mean(axis=0)
 
 
-def predict_prob(
-    state: FitState, targets: Any, max_elements: int = 2_000_000, predictive: bool = False
-) -> list[dict[str, Any]]:
-    """Posterior probabilities that each target student's expected score at ``target_week`` is >= ``goal``
-    (or, with ``predictive``, that the observed score of that week is).
+def prediction_draws(state: FitState, n_targets: int) -> dict[str, np.ndarray]:
+    """The population draws P averages over: all of them, or an evenly spaced subset of at least
+    ``MIN_PREDICT_DRAWS`` when draws x targets exceed ``PREDICT_CELLS``."""
+    total = state.n_draws
+    if total == 0:
+        raise GrowthInputError("the fit has no draws")
+    keep = max(MIN_PREDICT_DRAWS, PREDICT_CELLS // max(n_targets, 1))
+    index = np.arange(total) if keep >= total else np.round(np.linspace(0, total - 1, keep)).astype(np.int64)
+    return {k: np.asarray(v, dtype=np.float64)[index][:, None] for k, v in state.draws.items()}
 
-    ``targets``: list of {"student", "target_week", "goal"} dicts (or (student, week, goal) tuples).
-    Returns a list of {"student", "target_week", "goal", "p", "seen"} in the same order. Vectorized over
-    draws and targets, in chunks of at most ``max_elements`` draw x target cells.
-    """
-    raw, students, weeks, goals = _normalize_targets(targets)
+
+def predict_columns(
+    state: FitState,
+    students: Any,
+    weeks: Any,
+    goals: Any,
+    *,
+    predictive: bool = False,
+    max_elements: int = PREDICT_CHUNK_CELLS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(p, seen)`` per target: the posterior probability that the student's expected score at week
+    ``weeks[i]`` is >= ``goals[i]`` (with ``predictive``, that the observed score of that week is), and whether
+    the fit saw the student. ``students``: anything :meth:`StudentStats.lookup` takes (an Arrow array, a numpy
+    array, a list). Vectorized over draws and targets, in chunks of at most ``max_elements`` cells."""
     weeks = np.asarray(weeks, dtype=np.float64)
     goals = np.asarray(goals, dtype=np.float64)
     idx = state.stats.lookup(students)
     seen = idx >= 0
     x = weeks - state.center
-    dr = {k: np.asarray(v, dtype=np.float64)[:, None] for k, v in state.draws.items()}
-    D = dr["beta0"].shape[0]
-    if D == 0:
-        raise GrowthInputError("the fit has no draws")
-    chunk = max(1, max_elements // D)
-    p = np.empty(len(students))
+    dr = prediction_draws(state, len(idx))
+    chunk = max(1, max_elements // dr["beta0"].shape[0])
+    p = np.empty(len(idx))
     noise = dr["sigma"] ** 2 if predictive else np.zeros_like(dr["sigma"])
     arrays = state.stats.arrays()
     noise_scale = state.stats.noise_scale
 
-    for start in range(0, len(students), chunk):
-        sl = slice(start, min(start + chunk, len(students)))
+    def block(sl: slice) -> None:
         xs, gs, ii, sn = x[sl], goals[sl], idx[sl], seen[sl]
         out = np.empty(xs.shape[0])
         if sn.any():
@@ -91,6 +112,22 @@ def predict_prob(
             out[~sn] = _prob(mean, var + noise, gs[~sn])
         p[sl] = out
 
+    blocks = [slice(start, min(start + chunk, len(idx))) for start in range(0, len(idx), chunk)]
+    # numpy's and scipy's loops release the GIL: blocks on every core (each block writes its own slice)
+    with ThreadPoolExecutor(max_workers=min(len(blocks), os.cpu_count() or 1)) as pool:
+        list(pool.map(block, blocks))
+    return p, seen
+
+
+def predict_prob(
+    state: FitState, targets: Any, max_elements: int = PREDICT_CHUNK_CELLS, predictive: bool = False
+) -> list[dict[str, Any]]:
+    """Posterior probabilities that each target student's expected score at ``target_week`` is >= ``goal``
+    (or, with ``predictive``, that the observed score of that week is): :func:`predict_columns` on
+    ``targets``, a list of {"student", "target_week", "goal"} dicts (or (student, week, goal) tuples).
+    Returns a list of {"student", "target_week", "goal", "p", "seen"} in the same order."""
+    raw, students, weeks, goals = _normalize_targets(targets)
+    p, seen = predict_columns(state, students, weeks, goals, predictive=predictive, max_elements=max_elements)
     return [
         {"student": t["student"], "target_week": t["target_week"], "goal": t["goal"], "p": float(pi), "seen": bool(se)}
         for t, pi, se in zip(raw, p.tolist(), seen.tolist(), strict=True)

@@ -61,7 +61,7 @@ def _numeric(col, name):
     if isinstance(col, np.ndarray):
         if col.dtype.kind not in "iuf":
             raise GrowthInputError(f"data.{name} must contain numbers")
-        arr = col.astype(np.float64)
+        arr = col.astype(np.float64, copy=False)  # a float64 column (e.g. read from Arrow) is not copied
     else:
         # fast path for the common case (a JSON array of numbers): numpy infers a numeric dtype; a bool
         # among numbers would be coerced silently, so look for one by type (cheap next to isinstance)
@@ -137,6 +137,8 @@ def validate_data(data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     attempts = None if n is None else _attempts(n)
     if not np.any(student != student[0]):  # cheaper than counting distinct ids of millions of rows
         raise GrowthInputError("data must contain at least 2 students")
+    if not np.any(week != week[0]):
+        raise GrowthInputError("data must contain at least 2 distinct weeks")
     return student, week, score, attempts
 
 

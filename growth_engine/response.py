@@ -17,7 +17,7 @@ from .chains import ADAPT_DELTA, MAX_TREEDEPTH
 from .priors import BRMS_NAMES, FORMULA, PRIORS
 from .state import PARAM_NAMES
 from .stats import DesignGroups, StudentStats
-from .summaries import posterior_summary, student_summaries
+from .summaries import posterior_summary
 
 if TYPE_CHECKING:
     from .sampler import ChainRun, Plan
@@ -115,8 +115,9 @@ def build_response(
     n_rows: int,
     n_weeks: int,
 ) -> dict[str, Any]:
-    """{"model", "posterior_summary", "students", "diagnostics"}; ``total_seconds`` is left to the caller."""
+    """{"model", "posterior_summary", "diagnostics"}: the fit response but its ``students``, which the caller
+    takes as columns (:func:`growth_engine.summaries.student_summary_columns`); ``total_seconds`` is left
+    to the caller."""
     model = model_info(plan, stats, groups, run, n_rows, n_weeks)
     summary = posterior_summary(draws, stats.center)
-    students = student_summaries(stats, draws, groups=groups)
-    return {"model": model, "posterior_summary": summary, "students": students, "diagnostics": diagnostics(run)}
+    return {"model": model, "posterior_summary": summary, "diagnostics": diagnostics(run)}

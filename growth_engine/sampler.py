@@ -43,8 +43,12 @@ from .request import check_one_row_per_week, validate_data, validate_observation
 from .response import build_response
 from .state import PARAM_NAMES, FitState, save_state
 from .stats import StudentStats, design_groups, student_stats
+from .summaries import student_summary_columns, summary_records
 
-__all__ = ["BRMS_NAMES", "FORMULA", "PRIORS", "ChainRun", "FitResult", "Plan", "fit", "fit_full"]
+__all__ = [
+    "BRMS_NAMES", "FORMULA", "PRIORS", "ChainRun", "FitResult", "Plan", "Prepared", "fit", "fit_full", "fit_prepared",
+    "prepare",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,18 @@ class ChainRun:
 
 
 class FitResult:
-    """``response`` (the contract's fit body minus run_id/engine/fitted_at) and ``state`` (for predict)."""
+    """A finished fit: ``summary`` (the contract's fit body minus run_id/engine/fitted_at and ``students``),
+    ``students`` (the per-student summaries as columns, :data:`growth_engine.summaries.STUDENT_COLUMNS`)
+    and ``state`` (for predict). ``response`` is the whole body, with ``students`` as records."""
 
-    def __init__(self, response: dict[str, Any], state: FitState) -> None:
-        self.response = response
+    def __init__(self, summary: dict[str, Any], students: dict[str, np.ndarray], state: FitState) -> None:
+        self.summary = summary
+        self.students = students
         self.state = state
+
+    @property
+    def response(self) -> dict[str, Any]:
+        return {**self.summary, "students": summary_records(self.students)}
 
     def save_state(self, path: Any) -> None:
         save_state(self.state, path)
@@ -155,10 +166,45 @@ def _run_chains(plan: Plan, stats: StudentStats, data: dict[str, np.ndarray], ov
     )
 
 
-def fit_full(
+@dataclass(frozen=True)
+class Prepared:
+    """The rows, reduced to what the chains need: the students' statistics under the observation model.
+    Once prepared, the rows can go (at 11 million rows they are the better part of a fit's memory)."""
+
+    stats: StudentStats
+    observation: dict[str, Any]  # Observation.describe()
+    observation_name: str
+    observation_seconds: float
+    n_rows: int
+    n_weeks: int
+    started: float  # time.perf_counter() when preparing began (the fit's total_seconds count from it)
+
+
+def prepare(
     student: Sequence[Any] | np.ndarray,
     week: Sequence[Any] | np.ndarray,
     score: Sequence[Any] | np.ndarray,
+    *,
+    n: Sequence[Any] | np.ndarray | None = None,
+    observation_model: str | None = None,
+    student_labels: np.ndarray | None = None,
+) -> Prepared:
+    """Validate the rows and reduce them to per-student statistics (see :func:`fit_full`'s arguments)."""
+    started = time.perf_counter()
+    columns = {"student": student, "week": week, "score": score, **({} if n is None else {"n": n})}
+    student, week, score, n = validate_data(columns)
+    obs = observation(validate_observation_model(observation_model, n), student, week, score, n)
+    observation_seconds = time.perf_counter() - started
+    stats = student_stats(student, week, score, weight=obs.weight)
+    if student_labels is not None:
+        stats.ids = np.asarray(student_labels)[stats.ids]
+    check_one_row_per_week(stats.n_weeks, stats.n_rows)
+    n_weeks = int(np.unique(week).shape[0])
+    return Prepared(stats, obs.describe(), obs.name, observation_seconds, int(student.shape[0]), n_weeks, started)
+
+
+def fit_prepared(
+    prepared: Prepared,
     iter: int = 1000,
     chains: int = 2,
     seed: int | None = None,
@@ -167,34 +213,51 @@ def fit_full(
     init_scale: float = 2.0,
     overlap_compile: bool = True,
     thin: int | None = None,
-    n: Sequence[Any] | np.ndarray | None = None,
-    observation_model: str | None = None,
 ) -> FitResult:
-    """Fit the model; see :func:`fit`. Also returns the state needed by :mod:`growth_engine.predict`."""
+    """Fit the model to prepared rows (:func:`prepare`); see :func:`fit_full`."""
     with runtime.float64():
-        t_start = time.perf_counter()
         iter, chains, seed, _ = validate_settings(iter, chains, seed, "gaussian")
-        columns = {"student": student, "week": week, "score": score, **({} if n is None else {"n": n})}
-        student, week, score, n = validate_data(columns)
-        obs = observation(validate_observation_model(observation_model, n), student, week, score, n)
-        t_obs = time.perf_counter() - t_start
-        stats = student_stats(student, week, score, weight=obs.weight)
-        check_one_row_per_week(stats.n_weeks, stats.n_rows)
+        stats = prepared.stats
         groups = design_groups(stats)
         data = pad_groups(groups)
         plan = _plan(iter, chains, seed, len(data["count"]), chain_method, thin, init_scale)
         run = _run_chains(plan, stats, data, overlap_compile)
         draws = {k: run.per_chain[k].reshape(-1) for k in PARAM_NAMES}  # chain-major flattening
-        response = build_response(
-            plan, stats, groups, run, draws, n_rows=int(student.shape[0]), n_weeks=int(np.unique(week).shape[0])
-        )
-    response["model"]["observation"] = obs.describe()
-    response["diagnostics"]["observation_seconds"] = t_obs
+        summary = build_response(plan, stats, groups, run, draws, n_rows=prepared.n_rows, n_weeks=prepared.n_weeks)
+        students = student_summary_columns(stats, draws, groups=groups)
+    summary["model"]["observation"] = prepared.observation
+    summary["diagnostics"]["observation_seconds"] = prepared.observation_seconds
     meta = {"week_center": stats.center, "iter": iter, "chains": chains, "seed": seed, "seed_used": plan.seed_used,
-            "family": "gaussian", "engine": "collapsed", "observation_model": obs.name}  # fmt: skip
+            "family": "gaussian", "engine": "collapsed", "observation_model": prepared.observation_name}  # fmt: skip
     state = FitState(draws=draws, chain=np.repeat(np.arange(chains), plan.num_draws), stats=stats, meta=meta)
-    response["diagnostics"]["total_seconds"] = time.perf_counter() - t_start
-    return FitResult(response, state)
+    summary["diagnostics"]["total_seconds"] = time.perf_counter() - prepared.started
+    return FitResult(summary, students, state)
+
+
+def fit_full(
+    student: Sequence[Any] | np.ndarray,
+    week: Sequence[Any] | np.ndarray,
+    score: Sequence[Any] | np.ndarray,
+    iter: int = 1000,
+    chains: int = 2,
+    seed: int | None = None,
+    *,
+    n: Sequence[Any] | np.ndarray | None = None,
+    observation_model: str | None = None,
+    student_labels: np.ndarray | None = None,
+    **chain_options: Any,
+) -> FitResult:
+    """Fit the model; see :func:`fit`. Also returns the state needed by :mod:`growth_engine.predict`.
+
+    ``student_labels``: when given, ``student`` holds integer codes into it (ids coded once, e.g. from an
+    Arrow dictionary: a million ids are not carried as strings per row); codes must sort as the labels do,
+    so that students come out in the order ``np.unique`` gives the labels themselves. ``chain_options``:
+    :func:`fit_prepared`'s (chain_method, init_scale, overlap_compile, thin)."""
+    validate_settings(iter, chains, seed, "gaussian")  # bad settings fail before the rows are read
+    with runtime.float64():
+        prepared = prepare(student, week, score, n=n, observation_model=observation_model,
+                           student_labels=student_labels)  # fmt: skip
+    return fit_prepared(prepared, iter, chains, seed, **chain_options)
 
 
 def fit(*args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -33,7 +33,8 @@ class FitState:
 
 
 def save_state(state: FitState, path: Any) -> None:
-    """Write ``state`` as a compressed, pickle-free .npz."""
+    """Write ``state`` as a pickle-free .npz, uncompressed: at a million students compressing takes ~4 s of
+    the fit's wall time to save a third of ~150 MB."""
     arrays: dict[str, Any] = {"draw_" + k: np.asarray(state.draws[k], dtype=np.float64) for k in PARAM_NAMES}
     arrays["draw_chain"] = np.asarray(state.chain, dtype=np.int64)
     arrays.update(state.stats.to_npz_dict())
@@ -41,7 +42,7 @@ def save_state(state: FitState, path: Any) -> None:
     meta["format_version"] = FORMAT_VERSION
     arrays["meta_json"] = np.array(json.dumps(meta))
     with open(path, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        np.savez(fh, **arrays)
 
 
 def load_state(path: Any) -> FitState:

@@ -172,10 +172,14 @@ def posterior_summary(draws: Mapping[str, Any], center: float) -> dict[str, Any]
     return out
 
 
-def student_summaries(
+STUDENT_COLUMNS = ("student", "intercept_mean", "intercept_sd", "slope_mean", "slope_sd", "cor", "n_weeks")
+
+
+def student_summary_columns(
     stats: StudentStats, draws: Mapping[str, Any], groups: DesignGroups | None = None
-) -> list[dict[str, Any]]:
-    """The contract's per-student records (week-0 intercept, slope, their sds and correlation)."""
+) -> dict[str, np.ndarray]:
+    """The contract's per-student summaries as columns (``STUDENT_COLUMNS``; week-0 intercept, slope, their
+    sds and correlation), one entry per student of ``stats``."""
     ma, mb, vaa, vab, vbb = rao_blackwell_students(stats, draws, groups=groups)
     c = stats.center
     im = ma - c * mb
@@ -185,7 +189,18 @@ def student_summaries(
     ssd = np.sqrt(np.maximum(vbb, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         cor = np.clip(icov / (isd * ssd), -1.0, 1.0)
-    columns = (stats.ids, im, isd, mb, ssd, cor, stats.n_weeks)
-    cols = zip(*(c.tolist() for c in columns), strict=True)
-    keys = ("student", "intercept_mean", "intercept_sd", "slope_mean", "slope_sd", "cor")
-    return [{**dict(zip(keys, row[:6], strict=True)), "n_weeks": int(row[6])} for row in cols]
+    values = (stats.ids, im, isd, mb, ssd, cor, stats.n_weeks.astype(np.int64))
+    return dict(zip(STUDENT_COLUMNS, values, strict=True))
+
+
+def summary_records(columns: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Per-student records (the JSON body's ``students``) from :func:`student_summary_columns`."""
+    keys = STUDENT_COLUMNS
+    return [dict(zip(keys, row, strict=True)) for row in zip(*(columns[k].tolist() for k in keys), strict=True)]
+
+
+def student_summaries(
+    stats: StudentStats, draws: Mapping[str, Any], groups: DesignGroups | None = None
+) -> list[dict[str, Any]]:
+    """The contract's per-student records (week-0 intercept, slope, their sds and correlation)."""
+    return summary_records(student_summary_columns(stats, draws, groups=groups))

@@ -1,4 +1,4 @@
-"""The command line the R service runs: fit then predict end to end, input errors as exit code 2 with a
+"""The engine's command line: fit then predict end to end, input errors as exit code 2 with a
 clear message, a missing fit as exit code 3, JSON with NaN as null at full precision."""
 
 from __future__ import annotations

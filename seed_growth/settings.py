@@ -38,6 +38,8 @@ RECORDED_FIELDS = (
     "use_bayesian",
     "goal_score",
     "goal_horizon_weeks",
+    "reaggregate_recent_weeks",
+    "rebuild_kept_weeks",
 )
 
 # the source relation's variables, in SourceRelation's field order
@@ -48,6 +50,7 @@ SETTING_VARIABLES = (
     *ALIASES.values(),
     *("BRMS_FAMILY", "BRMS_ENGINE", "BRMS_OBSERVATION_MODEL", "METRICS_USE_BAYESIAN", "GOAL_SCORE"),
     "GOAL_HORIZON_WEEKS",
+    *("REAGGREGATE_RECENT_WEEKS", "REBUILD_KEPT_WEEKS"),
     *SOURCE_VARIABLES,
 )
 
@@ -87,6 +90,10 @@ class GrowthSettings:
     use_bayesian: bool = True
     goal_score: float = 0.8
     goal_horizon_weeks: int = 4
+    # extraction: the window's most recent weeks re-aggregated from the source every run, kept or not (late
+    # attempts); REBUILD_KEPT_WEEKS re-aggregates every week of the window
+    reaggregate_recent_weeks: int = 2
+    rebuild_kept_weeks: bool = False
     source: SourceRelation = dataclasses.field(default_factory=SourceRelation)
     warnings: tuple[str, ...] = ()
 
@@ -95,6 +102,9 @@ class GrowthSettings:
         _check_range("BRMS_ITER", self.iter, 200, 20000)
         _check_range("BRMS_CHAINS", self.chains, 1, 8)
         _check_range("GOAL_HORIZON_WEEKS", self.goal_horizon_weeks, 0, 104)
+        _check_range("REAGGREGATE_RECENT_WEEKS", self.reaggregate_recent_weeks, 0, 104)
+        if not isinstance(self.rebuild_kept_weeks, bool):
+            raise SettingsError(f"REBUILD_KEPT_WEEKS={self.rebuild_kept_weeks!r} is not a boolean; use true or false")
         if self.family not in FAMILIES:
             raise SettingsError(f"BRMS_FAMILY={self.family!r} is not a supported family; use one of {FAMILIES}")
         if self.engine not in ENGINES:
@@ -149,6 +159,8 @@ class GrowthSettings:
             "use_bayesian": _bool(env.get("METRICS_USE_BAYESIAN"), "METRICS_USE_BAYESIAN", True),
             "goal_score": _float(env.get("GOAL_SCORE"), "GOAL_SCORE", 0.8),
             "goal_horizon_weeks": _int(env.get("GOAL_HORIZON_WEEKS"), "GOAL_HORIZON_WEEKS", 4),
+            "reaggregate_recent_weeks": _int(env.get("REAGGREGATE_RECENT_WEEKS"), "REAGGREGATE_RECENT_WEEKS", 2),
+            "rebuild_kept_weeks": _bool(env.get("REBUILD_KEPT_WEEKS"), "REBUILD_KEPT_WEEKS", False),
             "source": SourceRelation(
                 relation=env.get("ATTEMPT_RELATION") or "attempt",
                 user_column=env.get("ATTEMPT_USER_COLUMN") or "user_id",

@@ -28,6 +28,9 @@ PROJECT_TABLES = [
     "weekly_scores",
     "student_goal",
     "attempt",
+    "weekly_attempt_counts",
+    "weekly_attempt_weeks",
+    "weekly_attempt_sources",
 ]
 
 

@@ -173,7 +173,9 @@ def test_kpi_payloads():
     probabilities = pd.DataFrame(
         {"student": ["a"], "P": [0.25], "goal": [0.8], "target_week_start": [dt.date(2026, 12, 14)]}
     )
-    payload = kpi_payloads(probabilities, method="normal_approximation", run_id=None, as_of_week=AS_OF)["kpis"][0]
+    payloads = kpi_payloads(probabilities, method="normal_approximation", run_id=None, as_of_week=AS_OF)
+    payload = {**payloads.per_student.drop(columns="student").iloc[0].to_dict(), **payloads.shared}
+    assert payloads.per_student["student"].tolist() == ["a"]
     assert payload == {
         "P": 0.25,
         "P_method": "normal_approximation",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from seed_growth_tests.support.plumber_service import SERVICE_DIR, PlumberService, post
+from seed_growth_tests.support.plumber_service import SERVICE_DIR, post, service_with
 from seed_growth_tests.support.simulation import simulate_growth
 
 pytestmark = pytest.mark.service
@@ -458,13 +458,7 @@ def test_fits_survive_a_restart(plumber_service, gaussian_fit):
 @pytest.fixture(scope="module")
 def guarded_service(tmp_path_factory):
     """A second instance with a bearer token and a 1 MB body limit (no fits run on it)."""
-    service = PlumberService(
-        fits_dir=tmp_path_factory.mktemp("guarded-fits"),
-        env={"BRMS_PLUMBER_TOKEN": "s3cret", "BRMS_MAX_BODY_MB": "1", "BRMS_WARMUP_FAMILIES": ""},
-    )
-    service.start()
-    yield service
-    service.stop()
+    yield from service_with(tmp_path_factory.mktemp("guarded-fits"), BRMS_PLUMBER_TOKEN="s3cret", BRMS_MAX_BODY_MB="1")
 
 
 def test_bearer_token_protects_growth_routes(guarded_service):

@@ -127,16 +127,16 @@ def test_kpi_merge_keeps_other_keys_and_is_all_or_nothing(conn):
         "INSERT INTO weekly_kpi (user_id, week_start, kpis) VALUES ('a', %s, %s), ('b', %s, %s)",
         (week, json.dumps({"streak": 3, "P": 0.1}), week - dt.timedelta(weeks=1), json.dumps({"streak": 1})),
     )
-    payloads = pd.DataFrame({"student": ["a", "c"], "kpis": [{"P": 0.7, "P_method": "x"}, {"P": 0.2, "P_method": "x"}]})
+    payloads = pd.DataFrame({"student": ["a", "c"], "P": [0.7, 0.2]})
     with conn.transaction():
-        assert kpi_sql.merge_kpis(conn, week, payloads) == 2
+        assert kpi_sql.merge_kpis(conn, week, payloads, {"P_method": "x"}) == 2
     rows = dict(conn.execute("SELECT user_id || '@' || week_start, kpis FROM weekly_kpi").fetchall())
     assert rows == {
         "a@2026-11-16": {"streak": 3, "P": 0.7, "P_method": "x"},
         "b@2026-11-09": {"streak": 1},
         "c@2026-11-16": {"P": 0.2, "P_method": "x"},
     }
-    bad = pd.DataFrame({"student": ["a", "d"], "kpis": [{"P": 0.9}, {"P": float("nan")}]})
+    bad = pd.DataFrame({"student": ["a", "d"], "P": [0.9, float("nan")]})
     with pytest.raises(ValueError):
         with conn.transaction():
             kpi_sql.merge_kpis(conn, week, bad)

@@ -25,11 +25,12 @@ api_env <- function() new.env(parent = asNamespace(package_name()))
 GrowthPlumber <- R6::R6Class("GrowthPlumber", # nolint: object_name_linter. R6 classes are CamelCase.
   inherit = plumber::Plumber,
   public = list(
-    max_body_bytes = Inf,
+    cfg = NULL,
     onHeaders = function(req) { # nolint: object_name_linter. httpuv's name for the hook.
       size <- suppressWarnings(as.numeric(req$CONTENT_LENGTH %||% NA))
-      if (length(size) == 1L && !is.na(size) && size > self$max_body_bytes) {
-        message <- tryCatch(body_too_large(self$max_body_bytes), error = conditionMessage)
+      limit <- body_limit(self$cfg, req$CONTENT_TYPE)
+      if (length(size) == 1L && !is.na(size) && size > limit$bytes) {
+        message <- tryCatch(body_too_large(limit), error = conditionMessage)
         return(list(status = 413L, headers = list(`Content-Type` = "application/json"),
                     body = as.character(to_json(error_body(413L, message)))))
       }
@@ -91,6 +92,20 @@ raw_body_parsers <- function() {
             class = c("plumber_parsed_parsers", "list"))
 }
 
+# plumber's default filters, but a query string it cannot decode (e.g. a NUL, %00) is the client's 400,
+# not the 500 that plumber's own queryString filter would end in.
+growth_filters <- function() {
+  filters <- plumber:::defaultPlumberFilters  # not exported by plumber
+  parse <- filters$queryString
+  filters$queryString <- function(req) {
+    tryCatch(parse(req), error = function(e) {
+      if (inherits(e, "growth_http_error")) stop(e)
+      bad_request("the query string cannot be decoded: ", conditionMessage(e))
+    })
+  }
+  filters
+}
+
 # Serializer, parsers, error and 404 handlers shared by the top-level router and the /growth router.
 configure_router <- function(pr, prefix = "") {
   pr$setSerializer(serializer_growth_json())
@@ -136,8 +151,8 @@ openapi_spec <- function() {
 #' @export
 build_router <- function(cfg) {
   plumber::register_serializer("growth_json", serializer_growth_json)
-  pr <- configure_router(GrowthPlumber$new(api_file("plumber.R"), envir = api_env()))
-  pr$max_body_bytes <- cfg$max_body_bytes
+  pr <- configure_router(GrowthPlumber$new(api_file("plumber.R"), filters = growth_filters(), envir = api_env()))
+  pr$cfg <- cfg
   options(plumber.methodNotAllowed = FALSE)   # 405s come from growth_404_handler()
   spec <- openapi_spec()
   pr$setApiSpec(function(generated) spec)

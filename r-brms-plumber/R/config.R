@@ -16,6 +16,18 @@ env_number <- function(name, default, min = -Inf, max = Inf, integer = TRUE) {
   if (integer) as.integer(value) else value
 }
 
+# The engine's peak memory per byte of Arrow body (measured at 1,000,000 students x 12 weeks, BENCHMARKS.md)
+ENGINE_BYTES_PER_ARROW_BYTE <- 12
+
+# Default Arrow body limit: the largest body whose fit the engine holds in half of this machine's memory
+# (/proc/meminfo; 1024 MB where that cannot be read).
+default_arrow_body_mb <- function(meminfo = "/proc/meminfo") {
+  line <- if (file.exists(meminfo)) grep("^MemTotal:", readLines(meminfo, warn = FALSE), value = TRUE) else character()
+  kb <- suppressWarnings(as.numeric(gsub("[^0-9]", "", line[1])))
+  if (!length(kb) || is.na(kb)) return(1024)
+  floor(kb / 1024 / 2 / ENGINE_BYTES_PER_ARROW_BYTE)
+}
+
 #' The service's configuration
 #'
 #' Reads every setting from the environment once, at start-up (README.md, "Environment"): listen address,
@@ -51,6 +63,8 @@ read_config <- function() {
     # 0 = no limit; a fit running longer is stopped and answered with 500
     fit_timeout_seconds = env_number("BRMS_FIT_TIMEOUT_SECONDS", 0, 0, 1e7, integer = FALSE),
     max_body_bytes = env_number("BRMS_MAX_BODY_MB", 256, 0.001, 1e5, integer = FALSE) * 1024^2,
+    max_arrow_body_bytes = env_number("BRMS_MAX_ARROW_BODY_MB", default_arrow_body_mb(), 0.001, 1e6,
+                                      integer = FALSE) * 1024^2,
     token = env_string("BRMS_PLUMBER_TOKEN", ""),
     warmup_families = warmup,
     engine_python = env_string("GROWTH_ENGINE_PYTHON", "python3"),

@@ -9,10 +9,17 @@ to_json <- function(x) {
 # Already-serialized JSON (e.g. a large fit response built in a worker) passes through the serializer.
 json_text <- function(text) structure(as.character(text), class = "growth_json_text")
 
+# JSON, or the bytes of an Arrow IPC stream (class growth_arrow, see engine_file_answer) as they are.
 serializer_growth_json <- function(type = "application/json") {
-  plumber::serializer_content_type(type, function(val) {
-    if (inherits(val, "growth_json_text")) unclass(val) else as.character(to_json(val))
-  })
+  function(val, req, res, errorHandler) { # nolint: object_name_linter. plumber's argument name.
+    tryCatch({
+      arrow <- inherits(val, "growth_arrow")
+      res$setHeader("Content-Type", if (arrow) ARROW_MEDIA_TYPE else type)
+      res$body <- if (arrow) unclass(val) else if (inherits(val, "growth_json_text")) unclass(val) else
+        as.character(to_json(val))
+      res$toResponse()
+    }, error = function(err) errorHandler(req, res, err))
+  }
 }
 
 write_json_file <- function(x, path) {

@@ -49,7 +49,9 @@ service_start <- function(cfg) {
     init_args = list(package = package_name(), path = package_source_dir(), init = "growth_parser_init"),
     # --no-echo, R's newer name for --slave: on `ps` the parser is not taken for a fit worker
     max_jobs = 1L, cmdargs = c("--no-readline", "--no-echo", "--no-save", "--no-restore"))
-  refresh_engine_status()
+  engine_server_start(cfg$engine_python)
+  later::later(engine_server_supervise, ENGINE_RESTART_SECONDS)
+  later::later(refresh_engine_status, 5)
   for (family in cfg$warmup_families) {
     if (template_compiled(model_dir, family)) next
     promises::then(
@@ -71,6 +73,8 @@ service_start <- function(cfg) {
 #' @return `TRUE`, invisibly.
 #' @export
 service_stop <- function() {
+  .service$stopping <- TRUE
+  engine_server_stop()
   if (!is.null(.service$pool)) .service$pool$shutdown()
   if (!is.null(.service$parser)) .service$parser$shutdown()
   invisible(TRUE)
@@ -91,13 +95,13 @@ start_watchdog <- function(pid) {
     })
 }
 
-# Re-check (asynchronously) whether the collapsed engine is installed, at most once a minute.
-refresh_engine_status <- function(max_age_seconds = 60) {
+# Re-check (asynchronously) whether the engine process answers, at most every few seconds.
+refresh_engine_status <- function(max_age_seconds = 5) {
   e <- .service$engine
   fresh <- !is.null(e$checked_at) && as.numeric(difftime(Sys.time(), e$checked_at, units = "secs")) < max_age_seconds
   if (isTRUE(e$checking) || fresh) return(invisible())
   .service$engine$checking <- TRUE
-  promises::then(check_engine_async(.service$cfg$engine_python), function(res) {
+  promises::then(check_engine_async(), function(res) {
     if (!identical(res$available, .service$engine$available)) log_line("collapsed engine: ", res$detail)
     .service$engine <- list(available = res$available, detail = res$detail, checked_at = Sys.time(), checking = FALSE)
   })
@@ -147,11 +151,47 @@ parsed_request <- function(req, validator) {
 
 then_or_now <- function(x, fn) if (promises::is.promising(x)) promises::then(x, fn) else fn(x)
 
-handle_fit <- function(req) then_or_now(parsed_request(req, "validate_fit_request"), submit_fit)
+# A JSON body carries its settings itself; an Arrow body's are in the query string.
+handle_fit <- function(req) {
+  if (body_format(req) == "arrow") return(submit_fit(validate_fit_query(req$argsQuery), req))
+  no_query(req)
+  then_or_now(parsed_request(req, "validate_fit_request"), function(request) submit_fit(request, req))
+}
 
-handle_predict <- function(req) then_or_now(parsed_request(req, "validate_predict_request"), answer_predict)
+handle_predict <- function(req) {
+  if (body_format(req) == "arrow") return(answer_predict(validate_predict_query(req$argsQuery), req))
+  no_query(req)
+  then_or_now(parsed_request(req, "validate_predict_request"), function(request) answer_predict(request, req))
+}
 
-submit_fit <- function(request) {
+no_query <- function(req) {
+  if (length(req$argsQuery)) {
+    bad_request("a JSON request carries its settings in the body; the query string (",
+                paste(names(req$argsQuery), collapse = ", "), ") is for Arrow bodies (", ARROW_MEDIA_TYPE, ")")
+  }
+}
+
+# "json" or "arrow" by the request's Content-Type (none: JSON); anything else is a 415.
+body_format <- function(req) {
+  type <- tolower(trimws(sub(";.*$", "", req$CONTENT_TYPE %||% "")))
+  if (type %in% c("", "application/json")) return("json")
+  if (type == ARROW_MEDIA_TYPE) return("arrow")
+  http_error(415L, sprintf("unsupported Content-Type '%s': send application/json or %s", type, ARROW_MEDIA_TYPE))
+}
+
+# The answer's format by the request's Accept: Arrow only when asked for.
+answer_format <- function(req) {
+  if (grepl(ARROW_MEDIA_TYPE, tolower(req$HTTP_ACCEPT %||% ""), fixed = TRUE)) "arrow" else "json"
+}
+
+# The body as a file for the engine (written once, as it came); removed when `promise` settles.
+body_file <- function(req, format) {
+  path <- tempfile("body-", fileext = if (format == "arrow") ".arrow" else ".json")
+  writeBin(req$bodyRaw, path)
+  list(path = path, format = format)
+}
+
+check_queue <- function() {
   cfg <- .service$cfg
   queued <- .service$pool$status()$queued
   if (queued >= cfg$max_queue) {
@@ -159,31 +199,43 @@ submit_fit <- function(request) {
       "%d fits are already waiting for a worker (BRMS_MAX_QUEUE = %d); try again later", queued, cfg$max_queue),
       headers = list(`Retry-After` = as.character(QUEUE_RETRY_AFTER_SECONDS))))
   }
+}
+
+submit_fit <- function(request, req) {
+  cfg <- .service$cfg
+  check_queue()
   run_id <- new_run_id()
   seed <- if (is.na(request$seed)) sample.int(.Machine$integer.max, 1L) else request$seed
-  args <- list(run_id = run_id, data = request$data, family = request$family, iter = request$iter,
-               chains = request$chains, seed = seed, fits_dir = cfg$fits_dir,
-               observation_model = request$observation_model)
+  args <- list(run_id = run_id, fits_dir = cfg$fits_dir)
+  input <- NULL
   if (request$engine == "brms") {
-    args <- c(args, list(model_dir = cfg$model_dir, sampler = cfg$sampler))
+    args <- c(args, list(data = request$data, family = request$family, iter = request$iter, chains = request$chains,
+                         seed = seed, model_dir = cfg$model_dir, sampler = cfg$sampler))
     fn <- "fit_brms_job"
     key <- request$family
   } else {
-    args <- c(args, list(python = cfg$engine_python, timeout = cfg$engine_timeout_seconds))
+    input <- body_file(req, body_format(req))
+    settings <- list(iter = request$iter, chains = request$chains, seed = seed, family = request$family,
+                     observation_model = if (is.na(request$observation_model)) NULL else request$observation_model)
+    args <- c(args, list(input = input, settings = settings, response_format = answer_format(req),
+                         socket = .service$engine_server$socket, timeout = cfg$engine_timeout_seconds))
     fn <- "fit_collapsed_job"
     key <- NULL
   }
   label <- sprintf("%s %s fit %s", request$engine, request$family, run_id)
-  log_line("queued ", label, " (", nrow(request$data), " rows, iter ", request$iter, " x ", request$chains, " chains)")
-  promises::then(.service$pool$submit(fn, args, key = key, label = label), function(out) {
+  size <- if (is.null(input)) paste(nrow(request$data), "rows") else
+    sprintf("%s body %.1f MB", input$format, length(req$bodyRaw) / 1024^2)
+  log_line("queued ", label, " (", size, ", iter ", request$iter, " x ", request$chains, " chains)")
+  fitted <- promises::then(.service$pool$submit(fn, args, key = key, label = label), function(out) {
     log_line(out$log)
     tryCatch(store_prune(cfg$fits_dir, cfg$fits_max, cfg$fits_max_age_days),
              error = function(e) log_line("fit store: pruning failed: ", conditionMessage(e)))
-    json_text(out$json)
+    if (is.null(out$path)) json_text(out$json) else engine_file_answer(out$path, out$format)
   })
+  if (is.null(input)) fitted else promises::finally(fitted, function() unlink(input$path))
 }
 
-answer_predict <- function(request) {
+answer_predict <- function(request, req) {
   cfg <- .service$cfg
   meta <- store_lookup(cfg$fits_dir, request$run_id, cfg$fits_max_age_days)
   if (is.null(meta)) {
@@ -191,7 +243,17 @@ answer_predict <- function(request) {
                                    "(the service keeps the last %d fits, for at most %s days)"),
                              request$run_id, cfg$fits_max, format(cfg$fits_max_age_days)))
   }
-  if (identical(meta$engine, "collapsed")) predict_collapsed(meta, request, cfg) else predict_brms(meta, request)
+  if (!identical(meta$engine, "collapsed")) {
+    if (body_format(req) == "arrow") {
+      http_error(415L, sprintf("run_id '%s' is a brms fit, whose predict_prob reads JSON only: send application/json",
+                               request$run_id))
+    }
+    return(predict_brms(meta, request))
+  }
+  input <- body_file(req, body_format(req))
+  request$input <- input
+  request$response_format <- answer_format(req)
+  promises::finally(predict_collapsed(meta, request, cfg), function() unlink(input$path))
 }
 
 # The bearer token, when BRMS_PLUMBER_TOKEN is set; used by the `auth` filter of the /growth router
@@ -216,11 +278,20 @@ check_auth <- function(req) {
 
 # Bodies sent without a Content-Length (chunked) are only measured once read.
 check_body_size <- function(req) {
-  limit <- .service$cfg$max_body_bytes
-  if (length(req$bodyRaw) > limit) body_too_large(limit)
+  limit <- body_limit(.service$cfg, req$CONTENT_TYPE)
+  if (length(req$bodyRaw) > limit$bytes) body_too_large(limit)
   invisible(TRUE)
 }
 
+# The size limit for a body of this Content-Type: list(bytes, variable). JSON is parsed by R, value by value;
+# an Arrow body is read in place by the engine, whose memory is what bounds it (config.R).
+body_limit <- function(cfg, content_type) {
+  arrow <- grepl(ARROW_MEDIA_TYPE, tolower(content_type %||% ""), fixed = TRUE)
+  if (arrow) list(bytes = cfg$max_arrow_body_bytes, variable = "BRMS_MAX_ARROW_BODY_MB")
+  else list(bytes = cfg$max_body_bytes, variable = "BRMS_MAX_BODY_MB")
+}
+
 body_too_large <- function(limit) {
-  http_error(413L, sprintf("request body too large: the limit is %s MB (BRMS_MAX_BODY_MB)", format(limit / 1024^2)))
+  http_error(413L, sprintf("request body too large: the limit is %s MB (%s)", format(round(limit$bytes / 1024^2, 1)),
+                           limit$variable))
 }

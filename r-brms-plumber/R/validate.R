@@ -168,14 +168,9 @@ col_attempts <- function(x, name, required_for = NULL) {
 # -> list(data = data.frame(student, week, score, n), family, engine, iter, chains, seed)
 validate_fit_request <- function(body) {
   check_fields(body, FIT_FIELDS)
-  family <- scalar_choice(body$family, "family", GROWTH_FAMILIES, FIT_DEFAULTS$family)
-  engine <- scalar_choice(body$engine, "engine", GROWTH_ENGINES, FIT_DEFAULTS$engine)
-  if (engine == "collapsed" && family != "gaussian") {
-    bad_request(sprintf("engine 'collapsed' fits only family 'gaussian' (got family '%s'); use engine 'brms'", family))
-  }
-  iter <- scalar_integer(body$iter, "iter", ITER_RANGE, FIT_DEFAULTS$iter)
-  chains <- scalar_integer(body$chains, "chains", CHAINS_RANGE, FIT_DEFAULTS$chains)
-  seed <- if (is.null(body$seed)) NA_integer_ else scalar_integer(body$seed, "seed", c(0, .Machine$integer.max))
+  settings <- validate_fit_settings(body, FIT_DEFAULTS$engine)
+  family <- settings$family
+  engine <- settings$engine
 
   cols <- as_columns(body$data, "data", c("student", "week", "score"))
   data <- data.frame(
@@ -195,8 +190,65 @@ validate_fit_request <- function(body) {
   if (n_students < 2L) bad_request("data must contain at least 2 students (got ", n_students, ")")
   if (length(unique(data$week)) < 2L) bad_request("data must contain at least 2 distinct weeks")
   observation_model <- fit_observation_model(body$observation_model, family, engine, data)
-  list(data = data, family = family, engine = engine, iter = iter, chains = chains, seed = seed,
-       observation_model = observation_model)
+  c(list(data = data), settings, list(observation_model = observation_model))
+}
+
+# family, engine, iter, chains and seed of a fit request (`default_engine` when it names none)
+validate_fit_settings <- function(body, default_engine) {
+  family <- scalar_choice(body$family, "family", GROWTH_FAMILIES, FIT_DEFAULTS$family)
+  engine <- scalar_choice(body$engine, "engine", GROWTH_ENGINES, default_engine)
+  if (engine == "collapsed" && family != "gaussian") {
+    bad_request(sprintf("engine 'collapsed' fits only family 'gaussian' (got family '%s'); use engine 'brms'", family))
+  }
+  list(family = family, engine = engine,
+       iter = scalar_integer(body$iter, "iter", ITER_RANGE, FIT_DEFAULTS$iter),
+       chains = scalar_integer(body$chains, "chains", CHAINS_RANGE, FIT_DEFAULTS$chains),
+       seed = if (is.null(body$seed)) NA_integer_ else scalar_integer(body$seed, "seed", c(0, .Machine$integer.max)))
+}
+
+QUERY_INTEGERS <- c("iter", "chains", "seed")
+QUERY_FLAGS <- "predictive"
+
+# A query-string value read as its JSON field would be: the integer settings as numbers, the flags'
+# true/false as booleans, everything else (engine, run_id, ...) as text.
+query_value <- function(x, name) {
+  if (length(x) != 1L) bad_request(name, " is given more than once in the query string")
+  x <- as.character(x)
+  if (name %in% QUERY_INTEGERS && grepl("^-?[0-9]+$", x)) return(as.numeric(x))
+  if (name %in% QUERY_FLAGS && x %in% c("true", "false")) return(x == "true")
+  x
+}
+
+query_fields <- function(query, allowed) {
+  query <- as.list(query %||% list())
+  check_fields(query, allowed, "the query string")
+  stats::setNames(lapply(names(query), function(name) query_value(query[[name]], name)), names(query))
+}
+
+# A fit whose rows come as an Arrow body: the settings are in the query string; the data are validated
+# by the engine that reads them (the collapsed one: an Arrow body names no other).
+validate_fit_query <- function(query) {
+  fields <- query_fields(query, setdiff(FIT_FIELDS, "data"))
+  settings <- validate_fit_settings(fields, "collapsed")
+  if (settings$engine != "collapsed") {
+    http_error(415L, "Arrow bodies are fitted by engine 'collapsed'; send application/json for engine 'brms'")
+  }
+  name <- scalar_choice(fields$observation_model, "observation_model", OBSERVATION_MODELS, NA_character_)
+  c(settings, list(observation_model = name))
+}
+
+# predict_prob with an Arrow body of targets: run_id and predictive in the query string.
+validate_predict_query <- function(query) {
+  fields <- query_fields(query, setdiff(PREDICT_FIELDS, "targets"))
+  check_run_id(fields$run_id)
+  list(run_id = fields$run_id, predictive = scalar_flag(fields$predictive, "predictive", FALSE))
+}
+
+check_run_id <- function(run_id) {
+  if (is.null(run_id)) bad_request("run_id is missing")
+  if (!is.character(run_id) || length(run_id) != 1L || is.na(run_id) || !nzchar(run_id)) {
+    bad_request("run_id must be a non-empty string (got ", json_type(run_id), ")")
+  }
 }
 
 # The observation model to fit (NA: the engine's default for the data), or a 400 when it cannot be fitted.
@@ -215,10 +267,7 @@ fit_observation_model <- function(x, family, engine, data) {
 validate_predict_request <- function(body) {
   check_fields(body, PREDICT_FIELDS)
   run_id <- body$run_id
-  if (is.null(run_id)) bad_request("run_id is missing")
-  if (!is.character(run_id) || length(run_id) != 1L || is.na(run_id) || !nzchar(run_id)) {
-    bad_request("run_id must be a non-empty string (got ", json_type(run_id), ")")
-  }
+  check_run_id(run_id)
   predictive <- scalar_flag(body$predictive, "predictive", FALSE)
   cols <- as_columns(body$targets, "targets", c("student", "target_week", "goal"))
   extra <- setdiff(names(cols), c("student", "target_week", "goal", "n"))

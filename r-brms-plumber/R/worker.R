@@ -52,7 +52,15 @@ growth_parser_init <- function() {
 parse_request_job <- function(args) {
   validator <- match.arg(args$validator, c("validate_fit_request", "validate_predict_request"))
   body <- parse_json_raw(readBin(args$path, "raw", file.size(args$path)))
-  match.fun(validator)(body)
+  without_engine_data(match.fun(validator)(body))
+}
+
+# The collapsed engine reads a fit's rows from the body itself: its validated copy is not carried back.
+without_engine_data <- function(request) {
+  if (!identical(request$engine, "collapsed")) return(request)
+  request$n_rows <- nrow(request$data)
+  request$data <- NULL
+  request
 }
 
 # Run a job and never throw: -> list(ok = TRUE, value) or list(ok = FALSE, status, message). Errors that

@@ -41,8 +41,7 @@ class DatabaseBacktestSource:
             raise dg.Failure(
                 f"fit {fit['run_id']} ({fit['family']}): its predictive P needs the service: {exc}"
             ) from exc
-        by_student = {p.student: p.p for p in answer.probabilities}
-        return week["student"].map(by_student).to_numpy(dtype=float)
+        return answer.probabilities_frame()["p"].to_numpy(dtype=float)  # in the order of week's rows
 
 
 @dg.asset(

@@ -52,8 +52,8 @@ def weekly_kpi_P(
             answer = plumber.predict_prob(run_id, targets)
         except PlumberAuthError as exc:
             raise dg.Failure(str(exc)) from None  # configuration, not an outage: no fallback may hide it
-        by_student = {p.student: p.p for p in answer.probabilities}
-        return targets["student"].map(by_student), answer.method
+        # one row per target, in the targets' order (the resource checks it)
+        return pd.Series(answer.probabilities_frame()["p"].to_numpy(), index=targets.index), answer.method
 
     estimate = estimate_p(
         scores,
@@ -71,7 +71,7 @@ def weekly_kpi_P(
     validate_probabilities(probabilities, expected_students=scores["student"])
     payloads = kpi_payloads(probabilities, method=estimate.method, run_id=estimate.run_id, as_of_week=as_of)
     with postgres.connect() as conn, conn.transaction():
-        written = kpi_sql.merge_kpis(conn, as_of, payloads)
+        written = kpi_sql.merge_kpis(conn, as_of, payloads.per_student, payloads.shared)
 
     p = probabilities["P"].to_numpy()
     return dg.MaterializeResult(

@@ -1,6 +1,6 @@
 """Run the weekly graph once, for platforms that keep a plain CronJob:
 
-    python -m seed_growth.cli.fit_bayesian_growth [--week YYYY-MM-DD]
+    python -m seed_growth.cli.fit_bayesian_growth [--week YYYY-MM-DD] [--rebuild-kept-weeks]
     (the platform's CronJob calls it by its older path, python -m seed_growth.jobs.fit_bayesian_growth)
 
 Materializes weekly_scores -> brms_posterior -> weekly_kpi_P (with their checks) for the last complete
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from seed_growth.cli.run import Exit, monday, parser_for, prepare, run_job
+from seed_growth.cli.run import Exit, add_rebuild_flag, monday, parser_for, prepare, rebuild_config, run_job
 from seed_growth.window import last_complete_week
 
 
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--week", type=monday, default=None, help="Monday of the as-of week (default: last complete week)"
     )
+    add_rebuild_flag(parser)
     args = parser.parse_args(argv)
     week = args.week or last_complete_week()
     try:
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exit as exc:
         return exc.code
     print(f"{prog}: week {week}")
-    return run_job(prog, prepared, "weekly_growth_job", week.isoformat())
+    return run_job(prog, prepared, "weekly_growth_job", week.isoformat(), settings_config=rebuild_config(args))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -190,11 +191,19 @@ def run_lock_name(job_name: str, partition_key: str | None) -> str:
     return f"seed_growth.cli.{job_name}/{partition_key or '-'}"
 
 
-def run_job(prog: str, prepared: Prepared, job_name: str, partition_key: str | None = None) -> int:
+def run_job(
+    prog: str,
+    prepared: Prepared,
+    job_name: str,
+    partition_key: str | None = None,
+    *,
+    settings_config: dict[str, Any] | None = None,
+) -> int:
     """Execute one of the code location's jobs in this process, recorded in the prepared Dagster
     instance, while holding the partition's advisory lock on the platform database: a second run of the
-    same partition is refused (EXIT_BUSY) rather than racing the first. Prints its checks and failures;
-    returns EXIT_DONE or EXIT_FAILED."""
+    same partition is refused (EXIT_BUSY) rather than racing the first. ``settings_config`` is run config
+    of the growth_settings resource (e.g. ``rebuild_kept_weeks``). Prints its checks and failures; returns
+    EXIT_DONE or EXIT_FAILED."""
     label = f"{job_name} {partition_key}" if partition_key else job_name
     lock = run_lock_name(job_name, partition_key)
     with prepared.postgres.connect() as conn, schema_sql.advisory_lock(conn, lock) as locked:
@@ -205,16 +214,48 @@ def run_job(prog: str, prepared: Prepared, job_name: str, partition_key: str | N
                 file=sys.stderr,
             )
             return EXIT_BUSY
-        return EXIT_DONE if _execute(prog, prepared.instance, job_name, partition_key, label) else EXIT_FAILED
+        run_config = job_run_config(os.environ.get("SEED_GROWTH_LOG_LEVEL", "INFO"), settings_config)
+        succeeded = _execute(prog, prepared.instance, job_name, partition_key, label, run_config)
+        return EXIT_DONE if succeeded else EXIT_FAILED
 
 
-def _execute(prog: str, instance: dg.DagsterInstance, job_name: str, partition_key: str | None, label: str) -> bool:
+def job_run_config(log_level: str, settings_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A command-line run's config: the terminal's log level (step-level DEBUG events stay in the instance
+    and the UI) and, when given, growth_settings fields that override the environment for this run."""
+    config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if settings_config:
+        config["resources"] = {"growth_settings": {"config": dict(settings_config)}}
+    return config
+
+
+def add_rebuild_flag(parser: argparse.ArgumentParser) -> None:
+    """``--rebuild-kept-weeks``: re-aggregate every kept week of the window from the source (a full
+    rebuild of the extraction; the same as REBUILD_KEPT_WEEKS=true for this run)."""
+    parser.add_argument(
+        "--rebuild-kept-weeks",
+        action="store_true",
+        help="re-aggregate every week of the window from the source instead of reusing kept weeks "
+        "(REBUILD_KEPT_WEEKS=true for this run)",
+    )
+
+
+def rebuild_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """growth_settings run config for ``--rebuild-kept-weeks`` (None when it was not given)."""
+    return {"rebuild_kept_weeks": True} if getattr(args, "rebuild_kept_weeks", False) else None
+
+
+def _execute(
+    prog: str,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    partition_key: str | None,
+    label: str,
+    run_config: dict[str, Any],
+) -> bool:
     from seed_growth.definitions import defs  # loading the definitions is the slow part
 
-    # step-level DEBUG events stay in the instance (and the UI); the terminal gets INFO and up
-    log_level = os.environ.get("SEED_GROWTH_LOG_LEVEL", "INFO")
     result = defs.resolve_job_def(job_name).execute_in_process(
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config=run_config,
         partition_key=partition_key,
         instance=instance,
         raise_on_error=False,

@@ -29,5 +29,7 @@ def goal_targets(
         frame.loc[mine, "goal"] = chosen["goal_score"].astype(float).to_numpy()
         frame.loc[mine, "target_week"] = [window.week_index(d) for d in chosen["target_date"]]
         frame.loc[mine, "goal_source"] = "student_goal"
-    frame["target_week_start"] = [window.monday_of(int(w)) for w in frame["target_week"]]
+    # vectorised (a million students): the Monday of each target week
+    start = pd.Timestamp(window.start)
+    frame["target_week_start"] = (start + pd.to_timedelta(frame["target_week"].astype("int64") * 7, unit="D")).dt.date
     return frame

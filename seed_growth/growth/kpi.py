@@ -97,19 +97,32 @@ def validate_probabilities(probabilities: pd.DataFrame, expected_students: pd.Se
         raise InvalidProbabilities(f"P is not one per student of weekly_scores: missing {missing}, unexpected {extra}")
 
 
-def kpi_payloads(probabilities: pd.DataFrame, *, method: str, run_id: str | None, as_of_week: dt.date) -> pd.DataFrame:
-    """One ``kpis`` object per student: P and how it was obtained (merged into weekly_kpi.kpis)."""
-    payloads = [
+@dataclasses.dataclass(frozen=True)
+class KpiPayloads:
+    """The ``kpis`` objects merged into weekly_kpi: per student (column ``student`` and a column per key)
+    and the keys every student shares, kept once rather than a million times."""
+
+    per_student: pd.DataFrame
+    shared: dict[str, Any]
+
+
+def kpi_payloads(probabilities: pd.DataFrame, *, method: str, run_id: str | None, as_of_week: dt.date) -> KpiPayloads:
+    """Each student's ``kpis`` object: P and how it was obtained, {"P", "P_method", "P_goal",
+    "P_target_week_start", "P_run_id", "P_as_of_week"} (numbers, ISO dates as strings, run_id or null)."""
+    per_student = pd.DataFrame(
         {
-            "P": float(p),
-            "P_method": method,
-            "P_goal": float(goal),
-            "P_target_week_start": target.isoformat(),
-            "P_run_id": run_id,
-            "P_as_of_week": as_of_week.isoformat(),
+            "student": probabilities["student"].astype(str).to_numpy(),
+            "P": probabilities["P"].to_numpy(dtype=float),
+            "P_goal": probabilities["goal"].to_numpy(dtype=float),
+            # a few distinct Mondays: rendered once each, not once per student
+            "P_target_week_start": probabilities["target_week_start"]
+            .map(_iso_dates(probabilities["target_week_start"]))
+            .to_numpy(),
         }
-        for p, goal, target in zip(
-            probabilities["P"], probabilities["goal"], probabilities["target_week_start"], strict=True
-        )
-    ]
-    return pd.DataFrame({"student": probabilities["student"].astype(str).to_numpy(), "kpis": payloads})
+    )
+    shared = {"P_method": method, "P_run_id": run_id, "P_as_of_week": as_of_week.isoformat()}
+    return KpiPayloads(per_student, shared)
+
+
+def _iso_dates(dates: pd.Series) -> dict[dt.date, str]:
+    return {day: day.isoformat() for day in dates.unique()}

@@ -21,8 +21,8 @@ from seed_growth.settings import GrowthSettings, SettingsError
 
 class GrowthSettingsResource(dg.ConfigurableResource):
     """Per-run settings of the growth graph: the scores' window (LOOKBACK_WEEKS), the fit (BRMS_ITER,
-    BRMS_CHAINS, BRMS_FAMILY, BRMS_ENGINE, BRMS_OBSERVATION_MODEL) and P (METRICS_USE_BAYESIAN, GOAL_SCORE,
-    GOAL_HORIZON_WEEKS).
+    BRMS_CHAINS, BRMS_FAMILY, BRMS_ENGINE, BRMS_OBSERVATION_MODEL), P (METRICS_USE_BAYESIAN, GOAL_SCORE,
+    GOAL_HORIZON_WEEKS) and the kept weeks (REAGGREGATE_RECENT_WEEKS, REBUILD_KEPT_WEEKS).
     Defaults are the environment's values when the code location loaded; run config overrides them."""
 
     lookback_weeks: int | None = Field(
@@ -48,6 +48,17 @@ class GrowthSettingsResource(dg.ConfigurableResource):
     goal_score: float | None = Field(default=None, description="default goal, in (0, 1] (GOAL_SCORE; default 0.8)")
     goal_horizon_weeks: int | None = Field(
         default=None, description="target week: weeks after the as-of week (GOAL_HORIZON_WEEKS; default 4)"
+    )
+    reaggregate_recent_weeks: int | None = Field(
+        default=None,
+        description=(
+            "the window's most recent weeks re-aggregated from the source every run, for late attempts "
+            "(REAGGREGATE_RECENT_WEEKS; default 2)"
+        ),
+    )
+    rebuild_kept_weeks: bool | None = Field(
+        default=None,
+        description="re-aggregate every kept week of the window from the source (REBUILD_KEPT_WEEKS; default false)",
     )
 
     @classmethod

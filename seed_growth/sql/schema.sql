@@ -85,3 +85,42 @@ CREATE TABLE IF NOT EXISTS p_calibration_bins (
     count          integer          NOT NULL,
     PRIMARY KEY (method, bin)
 );
+
+-- Kept weeks (incremental extraction): each UTC week's per-student counts, aggregated from the source once
+-- and kept; a partition's weekly_scores rows are assembled from the kept weeks of its window
+-- (seed_growth/sql/kept_weeks.py). A source is a relation with its three columns: kept weeks of another
+-- relation or other columns (ATTEMPT_*) are never reused.
+CREATE TABLE IF NOT EXISTS weekly_attempt_sources (
+    source_id       serial  PRIMARY KEY,
+    relation        text    NOT NULL,
+    user_column     text    NOT NULL,
+    correct_column  text    NOT NULL,
+    time_column     text    NOT NULL,
+    UNIQUE (relation, user_column, correct_column, time_column)
+);
+-- One row per kept week, empty weeks included; the source_* columns are the week's fingerprint in the
+-- source when it was aggregated (every row of the week, NULL user or answer included), compared with the
+-- source's present fingerprint before the week is reused.
+CREATE TABLE IF NOT EXISTS weekly_attempt_weeks (
+    source_id          integer     NOT NULL REFERENCES weekly_attempt_sources (source_id) ON DELETE CASCADE,
+    week_start         date        NOT NULL CHECK (extract(isodow FROM week_start) = 1),  -- a Monday (UTC)
+    source_rows        bigint      NOT NULL,           -- rows in the week
+    source_correct     bigint      NOT NULL,           -- rows with a correct answer
+    source_max_time    timestamptz,                    -- latest attempt time; NULL for an empty week
+    source_definition  text        NOT NULL,           -- md5 of the relation's kind, view text, column types
+    n_students         integer     NOT NULL,           -- rows kept in weekly_attempt_counts
+    n_attempts         bigint      NOT NULL,           -- attempts counted (user and answer not NULL)
+    aggregated_at      timestamptz NOT NULL,
+    PRIMARY KEY (source_id, week_start)
+);
+-- Per student and kept week: attempts and correct answers (what weekly_scores rows are built from). No
+-- foreign key to weekly_attempt_weeks (a per-row check would slow the bulk writes): both are written in
+-- one transaction per week.
+CREATE TABLE IF NOT EXISTS weekly_attempt_counts (
+    source_id   integer NOT NULL,
+    week_start  date    NOT NULL,
+    user_id     text    NOT NULL,
+    n_attempts  integer NOT NULL CHECK (n_attempts > 0),
+    n_correct   integer NOT NULL CHECK (n_correct >= 0 AND n_correct <= n_attempts),
+    PRIMARY KEY (source_id, week_start, user_id)
+);

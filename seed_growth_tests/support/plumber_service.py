@@ -123,15 +123,19 @@ class PlumberService:
 FIT_TIMEOUT = httpx.Timeout(1800.0, connect=10.0)
 
 
-def validation_service(fits_dir: Path, token: str):
-    """A started service with a bearer token whose queue takes no fits: requests are validated, fits never
-    start (a generator for a pytest fixture: yields the service, stops it after)."""
-    service = PlumberService(
-        fits_dir=fits_dir, env={"BRMS_PLUMBER_TOKEN": token, "BRMS_MAX_QUEUE": "0", "BRMS_WARMUP_FAMILIES": ""}
-    )
+def service_with(fits_dir: Path, **env: str):
+    """A started service with these settings and no warm-up compile (a generator for a pytest fixture:
+    yields the service, stops it after)."""
+    service = PlumberService(fits_dir=fits_dir, env={"BRMS_WARMUP_FAMILIES": "", **env})
     service.start()
     yield service
     service.stop()
+
+
+def validation_service(fits_dir: Path, token: str):
+    """A started service with a bearer token whose queue takes no fits: requests are validated, fits never
+    start (a generator for a pytest fixture)."""
+    yield from service_with(fits_dir, BRMS_PLUMBER_TOKEN=token, BRMS_MAX_QUEUE="0")
 
 
 def post(url: str, path: str, body, **kwargs) -> httpx.Response:

@@ -74,35 +74,50 @@ test_that("JSON keeps full precision and writes null for missing numbers", {
   expect_equal(txt, '{"a":0.333333333333333,"b":null,"c":null,"d":[],"e":123456789.123456}')
 })
 
-test_that("the collapsed engine's response gets run fields in front, its text kept", {
-  engine <- paste0('{"model": {"family": "gaussian"}, ',
-                   '"posterior_summary": {"week": {"estimate": 0.12345678901234567}}, ',
-                   '"students": [], "diagnostics": {}}')
-  out <- with_run_fields(engine, "r1", "2026-01-01T00:00:00Z")
-  parsed <- jsonlite::fromJSON(out)
-  expect_equal(parsed$run_id, "r1")
-  expect_equal(parsed$engine, "collapsed")
-  expect_match(out, "0.12345678901234567", fixed = TRUE)
-  expect_error(with_run_fields('{"model": {}}', "r1", "x"), "lacks")
-  expect_error(with_run_fields("not json", "r1", "x"), "invalid JSON")
-  with_engine_id <- sub("\\{", '{"run_id": "engine-id", ', engine)
-  expect_equal(jsonlite::fromJSON(with_run_fields(with_engine_id, "r1", "x"))$run_id, "r1")
-})
-
-test_that("engine failures map to 400, 503 and 500", {
+test_that("the engine's answers map to 400, 404 and 500 with its message", {
   status_of <- function(expr) {
     tryCatch({
       force(expr)
       0L
-    }, growth_http_error = function(e) e$status)
+    }, growth_http_error = function(e) c(e$status, conditionMessage(e)))
   }
-  expect_equal(status_of(check_engine_result(0L, "", "python3", "fit")), 0L)
-  expect_equal(status_of(check_engine_result(2L, "data.score is missing", "python3", "fit")), 400L)
-  not_installed <- "ModuleNotFoundError: No module named 'growth_engine'"
-  expect_equal(status_of(check_engine_result(1L, not_installed, "python3", "fit")), 503L)
-  expect_equal(status_of(check_engine_result(3L, "no fit state found in x", "python3", "predict")), 404L)
-  expect_equal(status_of(check_engine_result(1L, "Traceback ... ValueError", "python3", "fit")), 500L)
-  expect_equal(status_of(check_engine_result(NA, "", "python3", "fit", timed_out = TRUE)), 500L)
+  expect_equal(engine_answer(200L, '{"n_rows": 3}', "/fit"), list(n_rows = 3L))
+  expect_equal(status_of(engine_answer(400L, '{"error": "data.score is missing"}', "/fit")),
+               c("400", "data.score is missing"))
+  expect_equal(status_of(engine_answer(404L, '{"error": "no fit state"}', "/predict"))[1], "404")
+  expect_match(status_of(engine_answer(500L, "not json", "/fit"))[2], "the collapsed engine's fit failed: not json")
+})
+
+test_that("an engine that does not answer is a 503; one past its timeout a 500", {
+  status_of <- function(expr) tryCatch(force(expr), growth_http_error = function(e) e$status)
+  socket <- tempfile("no-engine-", fileext = ".sock")
+  expect_equal(status_of(engine_request(socket, "/fit", list(run_id = "x"), wait = 1)), 503L)
+  expect_equal(status_of(engine_failed(socket, "/fit", 4, "Operation timed out after 4000 ms", "")), 500L)
+})
+
+test_that("an engine answer is served as the file it wrote, Arrow bytes or JSON text", {
+  path <- tempfile()
+  writeBin(as.raw(c(0xff, 0x00, 0x10)), path)
+  expect_equal(unclass(engine_file_answer(path, "arrow")), as.raw(c(0xff, 0x00, 0x10)))
+  expect_s3_class(engine_file_answer(path, "arrow"), "growth_arrow")
+  writeLines('{"a": 0.12345678901234567}', path)
+  expect_match(unclass(engine_file_answer(path, "json")), "0.12345678901234567", fixed = TRUE)
+})
+
+test_that("bodies are JSON or Arrow by Content-Type, each with its own size limit", {
+  expect_equal(body_format(list(CONTENT_TYPE = NULL)), "json")
+  expect_equal(body_format(list(CONTENT_TYPE = "application/json; charset=utf-8")), "json")
+  expect_equal(body_format(list(CONTENT_TYPE = "Application/Vnd.Apache.Arrow.Stream")), "arrow")
+  expect_error(body_format(list(CONTENT_TYPE = "text/csv")), "unsupported Content-Type 'text/csv'")
+  expect_equal(answer_format(list(HTTP_ACCEPT = "application/vnd.apache.arrow.stream, */*")), "arrow")
+  expect_equal(answer_format(list(HTTP_ACCEPT = NULL)), "json")
+  cfg <- list(max_body_bytes = 10, max_arrow_body_bytes = 99)
+  expect_equal(body_limit(cfg, "application/vnd.apache.arrow.stream")$variable, "BRMS_MAX_ARROW_BODY_MB")
+  expect_equal(body_limit(cfg, "application/json")$bytes, 10)
+  meminfo <- tempfile()
+  writeLines(c("MemTotal:       24576000 kB", "MemFree: 1 kB"), meminfo)
+  expect_equal(default_arrow_body_mb(meminfo), floor(24576000 / 1024 / 2 / ENGINE_BYTES_PER_ARROW_BYTE))
+  expect_equal(default_arrow_body_mb(tempfile()), 1024)
 })
 
 test_that("priors are explicit for every class", {

@@ -185,3 +185,25 @@ test_that("observation_model: attempts needs n and the collapsed engine; omitted
   expect_400(fit_with(', "engine": "collapsed", "observation_model": "attempts"', no_n), "needs data.n")
   expect_400(fit_with(', "observation_model": "weighted"'), "unknown observation_model")
 })
+
+test_that("an Arrow fit's settings come from the query string, read as their JSON fields", {
+  q <- validate_fit_query(list(iter = "1000", chains = "2", seed = "7", observation_model = "plain"))
+  expect_equal(q[c("engine", "family", "iter", "chains", "seed", "observation_model")],
+               list(engine = "collapsed", family = "gaussian", iter = 1000L, chains = 2L, seed = 7L,
+                    observation_model = "plain"))
+  expect_true(is.na(validate_fit_query(list())$observation_model))
+  expect_400(validate_fit_query(list(iter = "ten")), "iter must be an integer \\(got a string\\)")
+  expect_400(validate_fit_query(list(iter = c("1000", "2000"))), "iter is given more than once")
+  expect_400(validate_fit_query(list(colour = "red")), "unknown field in the query string: colour")
+  expect_400(validate_fit_query(list(observation_model = "fancy")), "observation_model")
+  err <- tryCatch(validate_fit_query(list(engine = "brms")), growth_http_error = function(e) e)
+  expect_equal(err$status, 415L)
+})
+
+test_that("an Arrow predict_prob's run_id and predictive come from the query string", {
+  expect_equal(validate_predict_query(list(run_id = "00ff", predictive = "true")),
+               list(run_id = "00ff", predictive = TRUE))
+  expect_equal(validate_predict_query(list(run_id = "0123"))$run_id, "0123")  # digits stay text
+  expect_400(validate_predict_query(list()), "run_id is missing")
+  expect_400(validate_predict_query(list(run_id = "x", predictive = "yes")), "predictive")
+})

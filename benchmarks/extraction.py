@@ -1,0 +1,433 @@
+"""Incremental extraction at scale: weekly_scores from kept weeks vs a full rebuild, over 10 M attempts.
+
+    .venv/bin/python -m benchmarks.extraction                       # 100,000 students x 12 weeks, 3 repeats
+    .venv/bin/python -m benchmarks.extraction --students 10000 --repeats 1 --out /tmp/x.jsonl
+
+Creates a scratch database (through SEED_GROWTH_TEST_ADMIN_URL, else DATABASE_URL; dropped afterwards) with
+the demo ``attempt`` table (seed_growth/sql/demo_schema.sql) and loads about 10 M attempts with a binary
+COPY: each student practises at their own rate (gamma, about 0 to 40 attempts a week, mean 8.3), misses a
+tenth of the weeks, and has their own accuracy; rows arrive in time order within each week, as a
+platform's log does. The as-of week W is the last of the 12 weeks.
+
+Timed (``kept_weeks.extract_weekly_scores``, wall time of the call; median of ``--repeats``):
+
+- ``weekly``: the Monday run of week W after the run of W-1: the 12 weeks W-12 .. W-1 are kept (W-12
+  empty), week W is new. The span is the whole call: the source's definition and the bookkeeping, the
+  detection query over the 10 kept weeks that could be reused, aggregating W (new) and W-1
+  (REAGGREGATE_RECENT_WEEKS=2; with ``recent=1`` only W), and assembling the partition's ~1 M weekly_scores
+  rows. Before each repeat (not timed) the kept week W and the partition's rows are deleted and vacuumed,
+  so every repeat is the same Monday run;
+- ``reuse_all``: the same partition again with every week kept and REAGGREGATE_RECENT_WEEKS=0: detection
+  over all 12 weeks and assembling only (the floor of a run);
+- ``rebuild``: REBUILD_KEPT_WEEKS: every week of the window re-aggregated, then assembled;
+- ``from_scratch``: the pre-incremental ``replace_weekly_scores`` (one GROUP BY over the window), for
+  reference;
+- ``assemble_options``: ways to write the partition's rows from the kept weeks;
+- ``explain``: EXPLAIN ANALYZE of the detection query, one week's aggregation and the assembling insert
+  (written next to the JSON lines, ``<out>.explain.txt``);
+- ``detect_by_index``: the detection query with the covering index, a plain index on the time column, and
+  none (what the platform's view needs underneath).
+
+One JSON line per measurement in ``--out`` (default ``bench-results/extraction.jsonl``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import psutil
+import psycopg
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parents[1]
+WEEKS = 12
+AS_OF = dt.date(2026, 11, 16)  # W
+PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+WEEK_US = 7 * 86400 * 1_000_000
+
+
+def log(message: str) -> None:
+    print(f"[extraction {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Recorder:
+    def __init__(self, out: Path):
+        self.out = out
+        out.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, **fields) -> None:
+        with open(self.out, "a") as f:
+            stamp = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "load_1min": os.getloadavg()[0]}
+            f.write(json.dumps({**stamp, **fields}) + "\n")
+        log(" ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+@contextmanager
+def scratch_database(admin_url: str):
+    name = f"seed_growth_bench_extraction_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def _binary_rows(user_ids: np.ndarray, correct: np.ndarray, micros: np.ndarray) -> bytes:
+    """COPY BINARY tuples (user_id text of 10 bytes, is_correct, attempted_at) from numpy arrays."""
+    dtype = np.dtype(
+        [("n", ">i2"), ("ul", ">i4"), ("u", "S10"), ("cl", ">i4"), ("c", "?"), ("tl", ">i4"), ("t", ">i8")]
+    )
+    rows = np.empty(len(user_ids), dtype=dtype)
+    rows["n"], rows["ul"], rows["cl"], rows["tl"] = 3, 10, 1, 8
+    rows["u"] = user_ids
+    rows["c"], rows["t"] = correct, micros
+    return rows.tobytes()
+
+
+def load_attempts(conn: psycopg.Connection, students: int, attempts: int, first: dt.date, seed: int = 1) -> int:
+    """About ``attempts`` attempts of ``students`` over WEEKS weeks from ``first``, in time order per week."""
+    rng = np.random.default_rng(seed)
+    rate = rng.gamma(1.2, 1.0, students)
+    rate *= attempts / (rate.sum() * WEEKS * 0.9)
+    skill = rng.beta(6, 4, students)
+    ids = np.array([f"stu-{i:06d}".encode() for i in range(students)], dtype="S10")
+    first_us = int((dt.datetime.combine(first, dt.time(0), tzinfo=dt.UTC) - PG_EPOCH).total_seconds()) * 1_000_000
+    total = 0
+    copy_sql = "COPY attempt (user_id, is_correct, attempted_at) FROM STDIN (FORMAT binary)"
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        copy.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8))  # signature, flags, header extension
+        for week in range(WEEKS):
+            counts = rng.poisson(rate * (rng.random(students) > 0.1))
+            users = np.repeat(np.arange(students), counts)
+            micros = first_us + week * WEEK_US + rng.integers(0, WEEK_US, len(users))
+            order = np.argsort(micros, kind="stable")
+            users, micros = users[order], micros[order]
+            copy.write(_binary_rows(ids[users], rng.random(len(users)) < skill[users], micros))
+            total += len(users)
+        copy.write(b"\xff\xff")
+    return total
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def median_of(repeats: int, reset: Callable[[], None], run: Callable[[], object]) -> tuple[list[float], list]:
+    seconds, values = [], []
+    for _ in range(repeats):
+        reset()
+        s, v = timed(run)
+        seconds.append(s)
+        values.append(v)
+    return seconds, values
+
+
+def breakdown(extractions: list) -> dict:
+    """Median seconds of each part over the repeats, and what the runs did."""
+    last = extractions[-1]
+    return {
+        "detect_s": round(statistics.median(e.detect_seconds for e in extractions), 3),
+        "aggregate_s": round(statistics.median(e.aggregate_seconds for e in extractions), 3),
+        "assemble_s": round(statistics.median(e.assemble_seconds for e in extractions), 3),
+        "weeks_reused": len([w for w in last.weeks if w.action == "reuse"]),
+        "weeks_aggregated": len([w for w in last.weeks if w.action == "aggregate"]),
+        "rows": last.rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--students", type=int, default=100_000)
+    parser.add_argument("--attempts", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "extraction.jsonl")
+    args = parser.parse_args()
+    admin_url = os.environ.get("SEED_GROWTH_TEST_ADMIN_URL") or os.environ["DATABASE_URL"]
+    record = Recorder(args.out)
+    with scratch_database(admin_url) as url, psycopg.connect(url, autocommit=True) as conn:
+        explain_path = args.out.with_suffix(".explain.txt")
+        run_benchmark(conn, args.students, args.attempts, args.repeats, record, explain_path)
+
+
+def run_benchmark(
+    conn: psycopg.Connection, students: int, attempts: int, repeats: int, record: Recorder, explain_path: Path
+) -> None:
+    from seed_growth.settings import SourceRelation
+    from seed_growth.sql import kept_weeks as kept_sql
+    from seed_growth.sql import schema as schema_sql
+    from seed_growth.sql import scores as scores_sql
+    from seed_growth.window import ScoreWindow
+
+    source = SourceRelation()
+    window = ScoreWindow(AS_OF, WEEKS)  # W-11 .. W
+    previous = ScoreWindow(AS_OF - dt.timedelta(weeks=1), WEEKS)  # W-12 .. W-1
+    record(
+        stage="machine",
+        cpus=os.cpu_count(),
+        memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
+        python=sys.version.split()[0],
+        postgres=conn.info.server_version,
+        settings={
+            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("shared_buffers", "work_mem", "max_parallel_workers_per_gather", "jit")
+        },
+    )
+
+    # load: the table without its index, then the index, then VACUUM ANALYZE (as autovacuum would)
+    schema_sql.apply_schema(conn, demo_source=True)
+    conn.execute("DROP INDEX attempt_attempted_at_correct_idx")
+    load_s, loaded = timed(lambda: load_attempts(conn, students, attempts, window.start))
+    index_sql = "CREATE INDEX attempt_attempted_at_correct_idx ON attempt (attempted_at) INCLUDE (is_correct)"
+    index_s, _ = timed(lambda: conn.execute(index_sql))
+    vacuum_s, _ = timed(lambda: conn.execute("VACUUM ANALYZE attempt"))
+    size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('attempt'))").fetchone()[0]  # type: ignore[index]
+    record(
+        stage="load",
+        students=students,
+        attempts=loaded,
+        weeks=WEEKS,
+        load_s=round(load_s, 1),
+        index_s=round(index_s, 1),
+        vacuum_analyze_s=round(vacuum_s, 1),
+        attempt_size=size,
+    )
+
+    def extract(w: ScoreWindow, recent: int, rebuild: bool = False):
+        return kept_sql.extract_weekly_scores(conn, source, w, recent_weeks=recent, rebuild=rebuild)
+
+    # the run of W-1 keeps W-12 (empty) .. W-1
+    first_s, first = timed(lambda: extract(previous, recent=0))
+    record(stage="first_run_previous_week", seconds=round(first_s, 2), **breakdown([first]))
+    source_key = kept_sql.source_id(conn, source)
+
+    def forget_new_week() -> None:
+        """Back to Monday morning: week W not kept, the partition W not written (vacuumed)."""
+        for table in ("weekly_attempt_counts", "weekly_attempt_weeks"):
+            conn.execute(f"DELETE FROM {table} WHERE source_id = %s AND week_start = %s", (source_key, AS_OF))
+        conn.execute("DELETE FROM weekly_scores WHERE as_of_week = %s", (AS_OF,))
+        conn.execute("VACUUM ANALYZE weekly_attempt_counts")
+        conn.execute("VACUUM ANALYZE weekly_scores")
+
+    def drop_partition() -> None:
+        conn.execute("DELETE FROM weekly_scores WHERE as_of_week = %s", (AS_OF,))
+        conn.execute("VACUUM ANALYZE weekly_scores")
+
+    for recent in (2, 1):
+        seconds, runs = median_of(repeats, forget_new_week, lambda r=recent: extract(window, r))
+        record(
+            stage="weekly",
+            recent_weeks=recent,
+            seconds=round(statistics.median(seconds), 2),
+            runs=[round(s, 2) for s in seconds],
+            **breakdown(runs),
+        )
+
+    seconds, runs = median_of(repeats, drop_partition, lambda: extract(window, 0))
+    record(
+        stage="reuse_all",
+        recent_weeks=0,
+        seconds=round(statistics.median(seconds), 2),
+        runs=[round(s, 2) for s in seconds],
+        **breakdown(runs),
+    )
+
+    seconds, runs = median_of(repeats, drop_partition, lambda: extract(window, 2, rebuild=True))
+    record(
+        stage="rebuild",
+        seconds=round(statistics.median(seconds), 2),
+        runs=[round(s, 2) for s in seconds],
+        **breakdown(runs),
+    )
+
+    def replace_from_scratch() -> int:
+        with conn.transaction():
+            return scores_sql.replace_weekly_scores(conn, source, window)
+
+    seconds, rows = median_of(repeats, drop_partition, replace_from_scratch)
+    record(
+        stage="from_scratch",
+        seconds=round(statistics.median(seconds), 2),
+        runs=[round(s, 2) for s in seconds],
+        rows=rows[-1],
+    )
+
+    assemble_options(conn, source_key, window, repeats, record, drop_partition)
+    explain(conn, source, source_key, window, explain_path, record)
+    detection_by_index(conn, source, window, repeats, record)
+
+
+def detection_by_index(conn, source, window, repeats, record) -> None:
+    """The detection query over the 10 kept weeks of a weekly run with the demo's covering index, a plain
+    index on the time column (the answer read from the table), and no index (the last, once: a scan of the
+    table per week). What the platform's view needs underneath."""
+    from seed_growth.sql import kept_weeks as kept_sql
+
+    mondays = [window.monday_of(i) for i in range(window.lookback_weeks - 2)]
+    indexes = {
+        "attempted_at INCLUDE (is_correct)": "(attempted_at) INCLUDE (is_correct)",
+        "attempted_at": "(attempted_at)",
+        "none": None,
+    }
+    for name, columns in indexes.items():
+        conn.execute("DROP INDEX IF EXISTS attempt_attempted_at_correct_idx")
+        if columns is not None:
+            conn.execute(f"CREATE INDEX attempt_attempted_at_correct_idx ON attempt {columns}")
+        conn.execute("VACUUM ANALYZE attempt")
+        runs = repeats if columns is not None else 1
+        seconds, _ = median_of(runs, lambda: None, lambda: kept_sql.source_fingerprints(conn, source, mondays))
+        record(
+            stage="detect_by_index",
+            index=name,
+            weeks=len(mondays),
+            seconds=round(statistics.median(seconds), 2),
+            runs=[round(s, 2) for s in seconds],
+        )
+
+
+ASSEMBLE = """INSERT INTO weekly_scores
+       (as_of_week, user_id, week, week_start, n_attempts, n_correct, score, lookback_weeks)
+   SELECT %(as_of)s, c.user_id, (c.week_start - %(start)s::date) / 7, c.week_start,
+          c.n_attempts, c.n_correct, c.n_correct::float8 / c.n_attempts, %(lookback)s
+   FROM weekly_attempt_counts AS c
+   WHERE c.source_id = %(source_id)s AND c.week_start >= %(start)s AND c.week_start < %(end)s"""
+
+
+def assemble_options(conn, source_key, window, repeats, record, reset) -> None:
+    """The partition's rows written from the kept weeks, several ways (each in one transaction)."""
+    params = {
+        "as_of": window.as_of_week,
+        "start": window.start,
+        "end": window.end,
+        "lookback": window.lookback_weeks,
+        "source_id": source_key,
+    }
+    options = {
+        "insert_select_sorted_work_mem_128MB (chosen)": ("128MB", ASSEMBLE + " ORDER BY c.user_id, c.week_start"),
+        "insert_select_sorted_work_mem_4MB": ("4MB", ASSEMBLE + " ORDER BY c.user_id, c.week_start"),
+        "insert_select_unsorted": ("128MB", ASSEMBLE),
+        "unlogged_staging_then_insert": ("128MB", "staging"),
+        "copy_out_and_back_in": ("128MB", "copy"),
+        "reference: a table like weekly_scores without its primary key": ("128MB", "no_pk"),
+        "reference: CREATE TABLE AS, then its primary key (what swapping a partition in would cost)": (
+            "128MB",
+            "ctas",
+        ),
+    }
+    for name, (work_mem, statement) in options.items():
+
+        def write(statement=statement, work_mem=work_mem) -> None:
+            with conn.transaction():
+                conn.execute("SELECT set_config('work_mem', %s, true)", (work_mem,))
+                if statement == "staging":
+                    conn.execute("CREATE UNLOGGED TABLE staging_scores (LIKE weekly_scores)")
+                    conn.execute(ASSEMBLE.replace("INTO weekly_scores", "INTO staging_scores"), params)
+                    conn.execute("INSERT INTO weekly_scores SELECT * FROM staging_scores ORDER BY user_id, week")
+                    conn.execute("DROP TABLE staging_scores")
+                elif statement == "no_pk":  # what the heap and WAL cost alone, without the index
+                    conn.execute("CREATE TABLE scores_no_pk (LIKE weekly_scores INCLUDING CONSTRAINTS)")
+                    conn.execute(ASSEMBLE.replace("INTO weekly_scores", "INTO scores_no_pk"), params)
+                    conn.execute("DROP TABLE scores_no_pk")
+                elif statement == "ctas":  # bulk-insert path, then a sorted index build
+                    select = """SELECT %(as_of)s AS as_of_week, c.user_id, (c.week_start - %(start)s::date) / 7 AS week,
+                                       c.week_start, c.n_attempts, c.n_correct,
+                                       c.n_correct::float8 / c.n_attempts AS score, %(lookback)s AS lookback_weeks
+                                FROM weekly_attempt_counts AS c
+                                WHERE c.source_id = %(source_id)s AND c.week_start >= %(start)s
+                                  AND c.week_start < %(end)s"""
+                    query = psycopg.ClientCursor(conn).mogrify(select, params)
+                    conn.execute(f"CREATE TABLE scores_ctas AS {query}")  # type: ignore[arg-type]
+                    conn.execute("ALTER TABLE scores_ctas ADD PRIMARY KEY (as_of_week, user_id, week)")
+                    conn.execute("DROP TABLE scores_ctas")
+                elif statement == "copy":  # COPY FROM writes in batches (heap_multi_insert); INSERT row by row
+                    copy_back_in(conn, params)
+                else:
+                    conn.execute(statement, params)
+
+        seconds, _ = median_of(repeats, reset, write)
+        record(
+            stage="assemble_option",
+            option=name,
+            seconds=round(statistics.median(seconds), 2),
+            runs=[round(s, 2) for s in seconds],
+        )
+
+
+def copy_back_in(conn: psycopg.Connection, params: dict) -> None:
+    """The partition's rows out of PostgreSQL (binary COPY of the assembling SELECT) and back in."""
+    select = ASSEMBLE.split("\n", 2)[2] + " ORDER BY c.user_id, c.week_start"
+    query = psycopg.ClientCursor(conn).mogrify(select, params)  # COPY (SELECT ...) takes no bind parameters
+    chunks = []
+    with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)") as copy:  # type: ignore[arg-type]
+        chunks = list(copy)
+    with conn.cursor() as cur, cur.copy("COPY weekly_scores FROM STDIN (FORMAT binary)") as copy:
+        for chunk in chunks:
+            copy.write(chunk)
+
+
+def explain(conn, source, source_key, window, path: Path, record) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS) of the three parts, rolled back; the plans go to ``path``."""
+    from seed_growth.sql import kept_weeks as kept_sql
+
+    mondays = [window.monday_of(i) for i in range(window.lookback_weeks - 2)]
+    detection = sql.SQL(
+        """SELECT w.week_start, f.* FROM unnest(%(mondays)s::date[]) AS w(week_start),
+           LATERAL (SELECT count(*), count(*) FILTER (WHERE a.is_correct), max(a.attempted_at) FROM attempt AS a
+                    WHERE a.attempted_at >= (w.week_start::timestamp AT TIME ZONE 'UTC')
+                      AND a.attempted_at < ((w.week_start + 7)::timestamp AT TIME ZONE 'UTC')) AS f"""
+    )
+    start = dt.datetime.combine(window.as_of_week, dt.time(0), tzinfo=dt.UTC)
+    aggregation = sql.SQL(  # the SELECT of kept_weeks.aggregate_week
+        """SELECT a.user_id::text, count(*), count(*) FILTER (WHERE a.is_correct), count(a.is_correct),
+                  max(a.attempted_at)
+           FROM attempt AS a
+           WHERE a.attempted_at >= %(start_ts)s AND a.attempted_at < %(end_ts)s GROUP BY a.user_id::text"""
+    )
+    plans = {
+        "detection (10 kept weeks)": (detection, {"mondays": mondays}),
+        "aggregation of one week": (aggregation, {"start_ts": start, "end_ts": start + dt.timedelta(weeks=1)}),
+        "assembling the partition": (
+            sql.SQL(ASSEMBLE + " ORDER BY c.user_id, c.week_start"),  # type: ignore[arg-type]
+            {
+                "as_of": window.as_of_week + dt.timedelta(weeks=52),  # a later partition (rolled back)
+                "start": window.start,
+                "end": window.end,
+                "lookback": window.lookback_weeks,
+                "source_id": source_key,
+            },
+        ),
+    }
+    with open(path, "w") as out:
+        for name, (statement, params) in plans.items():
+            with conn.transaction(force_rollback=True):
+                conn.execute("SELECT set_config('work_mem', %s, true)", (kept_sql.WORK_MEM,))
+                lines = [r[0] for r in conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + statement, params)]
+            out.write(f"-- {name}\n" + "\n".join(lines) + "\n\n")
+            total = next((line for line in lines if line.startswith("Execution Time")), "")
+            record(stage="explain", part=name, execution=total, top=lines[0][:160])
+    log(f"plans in {path}")
+
+
+if __name__ == "__main__":
+    main()

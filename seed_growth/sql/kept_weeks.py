@@ -1,0 +1,381 @@
+"""Incremental extraction: each UTC week's per-student counts are aggregated from the source once and kept
+(``weekly_attempt_counts``, bookkeeping in ``weekly_attempt_weeks``), and a partition's ``weekly_scores``
+rows are assembled from the kept weeks of its window.
+
+A run of a partition (``extract_weekly_scores``):
+
+1. plans each week of the window (``plan_weeks``): aggregate it when it is not kept yet, is one of the
+   ``recent_weeks`` most recent weeks of the window (late attempts), the rebuild was asked for, or the
+   source no longer matches what was kept; otherwise reuse it;
+2. finds the stale kept weeks with one query over the source (``source_fingerprints``): per week, its row
+   count, correct answers and latest attempt time (an index-only scan given an index on the time column
+   that includes the answer), compared with the fingerprint taken when the week was aggregated, and the
+   relation's definition (view text, column types) compared with the one it was aggregated under;
+3. re-aggregates each such week in a transaction of its own (``aggregate_week``: the fingerprint and the
+   counts come from one scan of the week, so they agree);
+4. replaces the partition's weekly_scores rows from the kept weeks in one transaction
+   (``assemble_weekly_scores``).
+
+The whole run holds a PostgreSQL advisory lock per source, so runs of two partitions at once (a backfill)
+do not aggregate the same week twice at the same time.
+
+What the fingerprint cannot see (documented in the README): a change that keeps a week's row count,
+correct-answer count and latest time (an attempt moved from one student to another, one answer corrected
+to right and another to wrong, an attempt's time moved within the week but not past the latest, a NULL
+user filled in, a NULL answer set to false), and a change in a relation underneath the named view that
+keeps those counts (only the named relation's own definition is compared). The ``recent_weeks``
+re-aggregation and the rebuild cover those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+
+from seed_growth.settings import SourceRelation
+from seed_growth.sql.schema import fetch_one, relation_sql
+from seed_growth.window import ScoreWindow
+
+# Per transaction (SET LOCAL): aggregating a week of ~100,000 students and sorting a partition of ~1 M rows
+# stay in memory instead of spilling to disk at PostgreSQL's default of 4 MB.
+WORK_MEM = "128MB"
+
+REUSE, AGGREGATE = "reuse", "aggregate"
+
+
+@dataclasses.dataclass(frozen=True)
+class Fingerprint:
+    """What a cheap pass over one week of the source says about it: every row of the week (NULL user or
+    answer included), those with a correct answer, and the latest attempt time (None: no rows)."""
+
+    rows: int
+    correct: int
+    max_time: dt.datetime | None
+
+    def differences(self, now: Fingerprint) -> list[str]:
+        """How ``now`` differs from this (kept) fingerprint, in words; empty when it does not."""
+        changes = []
+        if now.rows != self.rows:
+            changes.append(f"rows {self.rows} -> {now.rows}")
+        if now.correct != self.correct:
+            changes.append(f"correct {self.correct} -> {now.correct}")
+        if now.max_time != self.max_time:
+            changes.append(f"latest attempt {_iso(self.max_time)} -> {_iso(now.max_time)}")
+        return changes
+
+
+@dataclasses.dataclass(frozen=True)
+class KeptWeek:
+    """A week's bookkeeping row: its fingerprint and the source definition it was aggregated under."""
+
+    week_start: dt.date
+    fingerprint: Fingerprint
+    definition: str
+    n_students: int
+    n_attempts: int
+    aggregated_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class WeekPlan:
+    """What a run does with one week of its window, and why."""
+
+    week_start: dt.date
+    action: str  # REUSE or AGGREGATE
+    reason: str
+    stale: bool = False  # re-aggregated because the source changed after the week was kept
+
+
+@dataclasses.dataclass(frozen=True)
+class Extraction:
+    """What a partition's extraction did: the weekly_scores rows written, each week's plan, and the seconds
+    spent finding stale weeks, aggregating weeks and assembling the partition's rows."""
+
+    rows: int
+    weeks: tuple[WeekPlan, ...]
+    detect_seconds: float
+    aggregate_seconds: float
+    assemble_seconds: float
+
+    def weeks_with(self, action: str, *, stale: bool | None = None) -> list[WeekPlan]:
+        return [w for w in self.weeks if w.action == action and (stale is None or w.stale == stale)]
+
+
+# ------------------------------------------------------------------------------------------ planning
+
+
+def plan_weeks(
+    window: ScoreWindow,
+    kept: dict[dt.date, KeptWeek],
+    fingerprints: dict[dt.date, Fingerprint],
+    definition: str,
+    *,
+    recent_weeks: int,
+    rebuild: bool,
+) -> list[WeekPlan]:
+    """Each week of ``window``: reuse the kept week, or aggregate it from the source, and why.
+    ``fingerprints`` holds the source's present fingerprint of the kept weeks that could be reused."""
+    plans = []
+    for index in range(window.lookback_weeks):
+        monday = window.monday_of(index)
+        week = kept.get(monday)
+        if rebuild:
+            plans.append(WeekPlan(monday, AGGREGATE, "rebuild (REBUILD_KEPT_WEEKS)"))
+        elif index >= window.lookback_weeks - recent_weeks:
+            plans.append(WeekPlan(monday, AGGREGATE, f"recent week (REAGGREGATE_RECENT_WEEKS={recent_weeks})"))
+        elif week is None:
+            plans.append(WeekPlan(monday, AGGREGATE, "not kept yet"))
+        elif week.definition != definition:
+            reason = "stale: the source's definition changed (view text or column types)"
+            plans.append(WeekPlan(monday, AGGREGATE, reason, stale=True))
+        elif changes := week.fingerprint.differences(fingerprints[monday]):
+            plans.append(WeekPlan(monday, AGGREGATE, "stale: " + ", ".join(changes), stale=True))
+        else:
+            plans.append(WeekPlan(monday, REUSE, f"kept {week.aggregated_at:%Y-%m-%d %H:%M} UTC, unchanged"))
+    return plans
+
+
+def weeks_to_check(
+    window: ScoreWindow, kept: dict[dt.date, KeptWeek], definition: str, *, recent_weeks: int, rebuild: bool
+) -> list[dt.date]:
+    """The kept weeks whose reuse depends on the source's present fingerprint (the others are aggregated
+    whatever it says, so the detection query does not read them)."""
+    if rebuild:
+        return []
+    older = window.lookback_weeks - recent_weeks
+    mondays = [window.monday_of(i) for i in range(max(older, 0))]
+    return [m for m in mondays if m in kept and kept[m].definition == definition]
+
+
+# ------------------------------------------------------------------------------------------ the source
+
+
+def source_id(conn: psycopg.Connection, source: SourceRelation) -> int:
+    """The id under which ``source``'s weeks are kept (created on first use)."""
+    values = (source.relation, source.user_column, source.correct_column, source.time_column)
+    select = """SELECT source_id FROM weekly_attempt_sources
+                WHERE relation = %s AND user_column = %s AND correct_column = %s AND time_column = %s"""
+    row = conn.execute(select, values).fetchone()
+    if row is None:  # a concurrent first run may insert it too: then its row is the one
+        conn.execute(
+            """INSERT INTO weekly_attempt_sources (relation, user_column, correct_column, time_column)
+               VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+            values,
+        )
+        row = fetch_one(conn, select, values)
+    return row[0]
+
+
+def source_definition(conn: psycopg.Connection, source: SourceRelation) -> str:
+    """md5 of what the relation is: its kind, a view's text, its three columns' types. Changes when the
+    view is redefined or a column's type changes (not when a relation under the view changes)."""
+    row = conn.execute(
+        """SELECT md5(concat_ws('|', c.relkind,
+                      CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+                      (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ','
+                                         ORDER BY a.attname)
+                       FROM pg_attribute AS a
+                       WHERE a.attrelid = c.oid AND a.attname = ANY(%(columns)s) AND NOT a.attisdropped)))
+           FROM pg_class AS c WHERE c.oid = to_regclass(%(relation)s)""",
+        {
+            "relation": source.relation,
+            "columns": [source.user_column, source.correct_column, source.time_column],
+        },
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"source relation {source.relation!r} (ATTEMPT_RELATION) does not exist")
+    return row[0]
+
+
+def source_fingerprints(
+    conn: psycopg.Connection, source: SourceRelation, mondays: Sequence[dt.date]
+) -> dict[dt.date, Fingerprint]:
+    """The source's present fingerprint of each week in ``mondays``, in one query: a range scan per week
+    on the time column (index-only when an index on it includes the answer column)."""
+    if not mondays:
+        return {}
+    query = sql.SQL(
+        """
+        SELECT w.week_start, f.n_rows, f.n_correct, f.max_time
+        FROM unnest(%(mondays)s::date[]) AS w(week_start),
+             LATERAL (SELECT count(*) AS n_rows, count(*) FILTER (WHERE a.{correct}) AS n_correct,
+                             max(a.{time}) AS max_time
+                      FROM {relation} AS a
+                      WHERE a.{time} >= {lower} AND a.{time} < {upper}) AS f
+        """
+    ).format(
+        correct=sql.Identifier(source.correct_column),
+        time=sql.Identifier(source.time_column),
+        relation=relation_sql(source.relation),
+        lower=sql.SQL("(w.week_start::timestamp AT TIME ZONE 'UTC')"),
+        upper=sql.SQL("((w.week_start + 7)::timestamp AT TIME ZONE 'UTC')"),
+    )
+    rows = conn.execute(query, {"mondays": list(mondays)}).fetchall()
+    return {monday: Fingerprint(n_rows, n_correct, max_time) for monday, n_rows, n_correct, max_time in rows}
+
+
+# ------------------------------------------------------------------------------------------ kept weeks
+
+
+def kept_weeks(conn: psycopg.Connection, source_key: int, window: ScoreWindow) -> dict[dt.date, KeptWeek]:
+    """The bookkeeping of the source's kept weeks in ``window``."""
+    rows = conn.execute(
+        """SELECT week_start, source_rows, source_correct, source_max_time, source_definition, n_students,
+                  n_attempts, aggregated_at
+           FROM weekly_attempt_weeks WHERE source_id = %s AND week_start >= %s AND week_start < %s""",
+        (source_key, window.start, window.end),
+    ).fetchall()
+    return {
+        row[0]: KeptWeek(row[0], Fingerprint(row[1], row[2], row[3]), row[4], row[5], row[6], row[7]) for row in rows
+    }
+
+
+def aggregate_week(
+    conn: psycopg.Connection, source: SourceRelation, source_key: int, definition: str, monday: dt.date
+) -> None:
+    """Aggregate the UTC week starting ``monday`` from the source and keep it, replacing what was kept, in
+    one transaction. One scan of the week gives both the per-student counts and the week's fingerprint, so
+    they agree (a concurrent late attempt is in both or in neither, and then seen by the next run).
+    Attempts with a NULL user or answer are not counted (as in ``weekly_counts_query``); they are in the
+    fingerprint. An empty week is kept too."""
+    _require_no_transaction(conn)
+    counts = sql.SQL(
+        """
+        WITH per_user AS MATERIALIZED (
+            SELECT a.{user}::text AS user_id, count(*) AS n_rows, count(*) FILTER (WHERE a.{correct}) AS n_true,
+                   count(a.{correct}) AS n_answered, max(a.{time}) AS max_time
+            FROM {relation} AS a
+            WHERE a.{time} >= %(start_ts)s AND a.{time} < %(end_ts)s
+            GROUP BY a.{user}::text
+        ),
+        counted AS (
+            INSERT INTO weekly_attempt_counts (source_id, week_start, user_id, n_attempts, n_correct)
+            SELECT %(source_id)s, %(monday)s, user_id, n_answered, n_true
+            FROM per_user
+            WHERE user_id IS NOT NULL AND n_answered > 0
+            ORDER BY user_id  -- the primary key's order: its index is filled left to right
+            RETURNING n_attempts
+        )
+        INSERT INTO weekly_attempt_weeks
+            (source_id, week_start, source_rows, source_correct, source_max_time, source_definition,
+             n_students, n_attempts, aggregated_at)
+        SELECT %(source_id)s, %(monday)s, f.n_rows, f.n_true, f.max_time, %(definition)s,
+               k.n_students, k.n_attempts, now()
+        FROM (SELECT coalesce(sum(n_rows), 0) AS n_rows, coalesce(sum(n_true), 0) AS n_true,
+                     max(max_time) AS max_time
+              FROM per_user) AS f,
+             (SELECT count(*) AS n_students, coalesce(sum(n_attempts), 0) AS n_attempts FROM counted) AS k
+        ON CONFLICT (source_id, week_start) DO UPDATE SET
+            source_rows = EXCLUDED.source_rows, source_correct = EXCLUDED.source_correct,
+            source_max_time = EXCLUDED.source_max_time, source_definition = EXCLUDED.source_definition,
+            n_students = EXCLUDED.n_students, n_attempts = EXCLUDED.n_attempts,
+            aggregated_at = EXCLUDED.aggregated_at
+        """
+    ).format(
+        user=sql.Identifier(source.user_column),
+        correct=sql.Identifier(source.correct_column),
+        time=sql.Identifier(source.time_column),
+        relation=relation_sql(source.relation),
+    )
+    start = dt.datetime.combine(monday, dt.time(0), tzinfo=dt.UTC)
+    with conn.transaction():
+        conn.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
+        conn.execute("DELETE FROM weekly_attempt_counts WHERE source_id = %s AND week_start = %s", (source_key, monday))
+        conn.execute(
+            counts,
+            {
+                "source_id": source_key,
+                "monday": monday,
+                "start_ts": start,
+                "end_ts": start + dt.timedelta(weeks=1),
+                "definition": definition,
+            },
+        )
+
+
+def assemble_weekly_scores(conn: psycopg.Connection, source_key: int, window: ScoreWindow) -> int:
+    """Replace the partition's weekly_scores rows by the kept weeks of its window, in one transaction
+    (inserted in primary-key order: the index is then filled left to right). Returns the rows written."""
+    _require_no_transaction(conn)
+    with conn.transaction():
+        conn.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
+        conn.execute("DELETE FROM weekly_scores WHERE as_of_week = %s", (window.as_of_week,))
+        return conn.execute(
+            """INSERT INTO weekly_scores
+                   (as_of_week, user_id, week, week_start, n_attempts, n_correct, score, lookback_weeks)
+               SELECT %(as_of)s, c.user_id, (c.week_start - %(start)s::date) / 7, c.week_start,
+                      c.n_attempts, c.n_correct, c.n_correct::float8 / c.n_attempts, %(lookback)s
+               FROM weekly_attempt_counts AS c
+               WHERE c.source_id = %(source_id)s AND c.week_start >= %(start)s AND c.week_start < %(end)s
+               ORDER BY c.user_id, c.week_start""",
+            {
+                "as_of": window.as_of_week,
+                "start": window.start,
+                "end": window.end,
+                "lookback": window.lookback_weeks,
+                "source_id": source_key,
+            },
+        ).rowcount
+
+
+# ------------------------------------------------------------------------------------------ a partition
+
+
+def extract_weekly_scores(
+    conn: psycopg.Connection, source: SourceRelation, window: ScoreWindow, *, recent_weeks: int, rebuild: bool = False
+) -> Extraction:
+    """The partition's weekly_scores rows from the kept weeks, aggregating from the source only the weeks
+    that need it (see the module's docstring). ``conn`` must be outside a transaction (autocommit): each
+    week is written in a transaction of its own, then the partition's rows in one."""
+    if recent_weeks < 0:
+        raise ValueError(f"recent_weeks must be >= 0, got {recent_weeks}")
+    _require_no_transaction(conn)
+    key = source_id(conn, source)
+    with _source_lock(conn, key):
+        started = time.perf_counter()
+        definition = source_definition(conn, source)
+        kept = kept_weeks(conn, key, window)
+        mondays = weeks_to_check(window, kept, definition, recent_weeks=recent_weeks, rebuild=rebuild)
+        fingerprints = source_fingerprints(conn, source, mondays)
+        plans = plan_weeks(window, kept, fingerprints, definition, recent_weeks=recent_weeks, rebuild=rebuild)
+        detected = time.perf_counter()
+        for plan in plans:
+            if plan.action == AGGREGATE:
+                aggregate_week(conn, source, key, definition, plan.week_start)
+        aggregated = time.perf_counter()
+        rows = assemble_weekly_scores(conn, key, window)
+        assembled = time.perf_counter()
+    return Extraction(rows, tuple(plans), detected - started, aggregated - detected, assembled - aggregated)
+
+
+@contextmanager
+def _source_lock(conn: psycopg.Connection, key: int) -> Iterator[None]:
+    """Wait for, then hold, the session-level advisory lock of one source's kept weeks."""
+    name = f"seed_growth.kept_weeks/{key}"
+    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+            except psycopg.Error:
+                pass  # the session is gone, and its locks with it
+
+
+def _require_no_transaction(conn: psycopg.Connection) -> None:
+    if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError(
+            "the kept-weeks extraction writes in transactions of its own: call it on an autocommit "
+            "connection, outside a transaction"
+        )
+
+
+def _iso(moment: dt.datetime | None) -> str:
+    return "none" if moment is None else moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
