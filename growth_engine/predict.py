@@ -26,7 +26,7 @@ from scipy.special import ndtr
 
 from .collapsed import conditional_moments
 from .request import GrowthInputError, validate_targets
-from .state import FitState
+from .state import FitState, draw_subset
 
 METHOD = "rao_blackwell"
 
@@ -61,12 +61,10 @@ def _prob(mean, var, goal):
 def prediction_draws(state: FitState, n_targets: int) -> dict[str, np.ndarray]:
     """The population draws P averages over: all of them, or an evenly spaced subset of at least
     ``MIN_PREDICT_DRAWS`` when draws x targets exceed ``PREDICT_CELLS``."""
-    total = state.n_draws
-    if total == 0:
+    if state.n_draws == 0:
         raise GrowthInputError("the fit has no draws")
-    keep = max(MIN_PREDICT_DRAWS, PREDICT_CELLS // max(n_targets, 1))
-    index = np.arange(total) if keep >= total else np.round(np.linspace(0, total - 1, keep)).astype(np.int64)
-    return {k: np.asarray(v, dtype=np.float64)[index][:, None] for k, v in state.draws.items()}
+    chosen = draw_subset(state.draws, n_targets, PREDICT_CELLS, MIN_PREDICT_DRAWS)
+    return {k: np.asarray(v, dtype=np.float64)[:, None] for k, v in chosen.items()}
 
 
 def predict_columns(

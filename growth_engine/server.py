@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import columnar
-from .cli import RESPONSE_FILE, STATE_FILE, _atomic_write, _read_json, dumps
+from .cli import RESPONSE_FILE, STATE_FILE, _atomic_write, _read_json, dumps, to_jsonable
 from .request import GrowthInputError, validate_data, validate_observation_model, validate_settings
 from .state import FitState, load_state
 
@@ -53,30 +53,31 @@ class EngineError(Exception):
 
 
 class FitCache:
-    """The last few fits' states by fit folder (thread-safe)."""
+    """The last few fits' states by run_id (thread-safe). Keyed by run_id, not by folder: the service
+    renames a fit's staging folder into place after the fit, so predict_prob names another path."""
 
     def __init__(self, size: int = FITS_IN_MEMORY):
         self._states: collections.OrderedDict[str, FitState] = collections.OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def put(self, fit_dir: str, state: FitState) -> None:
+    def put(self, run_id: str, state: FitState) -> None:
         with self._lock:
-            self._states[os.path.realpath(fit_dir)] = state
+            self._states[run_id] = state
             while len(self._states) > self._size:
                 self._states.popitem(last=False)
 
-    def get(self, fit_dir: str) -> FitState:
-        key = os.path.realpath(fit_dir)
+    def get(self, run_id: str, fit_dir: str) -> FitState:
+        """The state of ``run_id``: from memory, else from ``fit_dir`` (e.g. after a restart)."""
         with self._lock:
-            state = self._states.get(key)
+            state = self._states.get(run_id)
         if state is not None:
             return state
         path = os.path.join(fit_dir, STATE_FILE)
         if not os.path.isfile(path):
             raise EngineError(404, f"no fit state found in {fit_dir}")
         state = load_state(path)
-        self.put(fit_dir, state)
+        self.put(run_id, state)
         return state
 
     def __len__(self) -> int:
@@ -123,12 +124,12 @@ def run_fit(command: dict[str, Any], cache: FitCache) -> dict[str, Any]:
     if command.get("response_format") == "arrow":
         path = os.path.join(out_dir, ARROW_RESPONSE_FILE)
         students = {k: (v if k != "student" else _id_column(v)) for k, v in result.students.items()}
-        columnar.write_stream(path, students, _jsonable({**head, **result.summary}))
+        columnar.write_stream(path, students, to_jsonable({**head, **result.summary}))
     else:
         path = os.path.join(out_dir, RESPONSE_FILE)
         text = dumps({**head, **result.response})
         _atomic_write(path, lambda p: open(p, "w", encoding="utf-8").write(text))
-    cache.put(out_dir, result.state)
+    cache.put(command["run_id"], result.state)
     model = result.summary["model"]
     return {"response_path": path, "n_students": model["n_students"], "n_rows": model["n_rows"],
             "week_center": model["week_center"], "fitted_at": fitted_at,
@@ -147,10 +148,6 @@ def _id_column(ids: Any) -> Any:
     return pa.array([str(v) for v in ids.tolist()], type=pa.large_string())
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(dumps(obj))
-
-
 def _json_targets(path: str) -> columnar.TargetColumns:
     from .request import validate_targets
 
@@ -167,7 +164,7 @@ def run_predict(command: dict[str, Any], cache: FitCache) -> dict[str, Any]:
     predictive = command.get("predictive", False)
     if not isinstance(predictive, bool):
         raise GrowthInputError("predictive must be true or false")
-    state = cache.get(command["fit_dir"])
+    state = cache.get(command["run_id"], command["fit_dir"])
     spec, out_path = command["input"], command["out_path"]
     arrow_in = spec.get("format") == "arrow"
     t = columnar.read_target_columns(spec["path"]) if arrow_in else _json_targets(spec["path"])
@@ -191,6 +188,9 @@ def _values(column: Any) -> list[Any]:
 class EngineHandler(http.server.BaseHTTPRequestHandler):
     server: EngineServer
     protocol_version = "HTTP/1.1"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Not every request: the log (which the service reads when the engine fails) keeps errors only."""
 
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"growth_engine serve: {format % args}\n")

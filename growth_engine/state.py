@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,17 @@ class FitState:
     @property
     def n_draws(self) -> int:
         return int(self.draws["beta0"].shape[0])
+
+
+def draw_subset(draws: Mapping[str, Any], n_items: int, max_cells: int, min_draws: int) -> Mapping[str, Any]:
+    """All the draws, or an evenly spaced subset of at least ``min_draws`` of them when ``n_items`` x draws
+    would exceed ``max_cells`` (students' summaries and predictions of very large cohorts)."""
+    total = int(np.asarray(draws["beta0"]).shape[0])
+    keep = max(min_draws, max_cells // max(n_items, 1))
+    if keep >= total:
+        return draws
+    index = np.round(np.linspace(0, total - 1, keep)).astype(np.int64)
+    return {k: np.asarray(v)[index] for k, v in draws.items()}
 
 
 def save_state(state: FitState, path: Any) -> None:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .collapsed import conditional_linear
-from .state import PARAM_NAMES
+from .state import PARAM_NAMES, draw_subset
 from .stats import DesignGroups, StudentStats, design_groups
 
 _F_KEYS = ("ma", "fya", "fsa", "mb", "fyb", "fsb")
@@ -83,16 +83,6 @@ def _group_moments(groups: DesignGroups, draws: Mapping[str, Any], max_elements:
     return out
 
 
-def _draw_subset(draws: Mapping[str, Any], n_groups: int) -> Mapping[str, Any]:
-    """All draws, or an evenly spaced subset when groups x draws exceed ``RB_CELLS``."""
-    total = int(np.asarray(draws["beta0"]).shape[0])
-    keep = max(MIN_RB_DRAWS, RB_CELLS // max(n_groups, 1))
-    if keep >= total:
-        return draws
-    index = np.round(np.linspace(0, total - 1, keep)).astype(np.int64)
-    return {k: np.asarray(v)[index] for k, v in draws.items()}
-
-
 def rao_blackwell_students(
     stats: StudentStats, draws: Mapping[str, Any], groups: DesignGroups | None = None, max_elements: int = 2_000_000
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -106,7 +96,7 @@ def rao_blackwell_students(
     Returns (mean_a, mean_b, var_a, cov_ab, var_b), each (N,).
     """
     groups = design_groups(stats) if groups is None else groups
-    m = _group_moments(groups, _draw_subset(draws, groups.n_groups), max_elements)
+    m = _group_moments(groups, draw_subset(draws, groups.n_groups, RB_CELLS, MIN_RB_DRAWS), max_elements)
     g = groups.group
     dy = stats.ybar - groups.ybar[g]
     ds = stats.sty_c - groups.sty_c[g]

@@ -76,7 +76,8 @@ def test_arrow_and_json_bodies_give_the_same_fit(engine, cohort, tmp_path):
     )
     json_body = tmp_path / "body.json"
     json_body.write_text(json.dumps({"data": {k: np.asarray(v).tolist() for k, v in cohort.items()}}))
-    (tmp_path / "a").mkdir(), (tmp_path / "j").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "j").mkdir()
     by_arrow = fit(engine, tmp_path / "a", arrow_body, "arrow", "arrow")
     by_json = fit(engine, tmp_path / "j", str(json_body), "json", "json")
     assert by_arrow.status_code == 200 and by_json.status_code == 200, (by_arrow.text, by_json.text)
@@ -154,13 +155,14 @@ def test_predict_from_memory_equals_the_engine_in_process(engine, cohort, tmp_pa
     assert engine.get("/health").json()["fits_in_memory"] >= 1
     targets = {"student": pa.array([*cohort["student"][:50].tolist(), "nobody"]), "target_week": np.full(51, 12.0),
                "goal": np.linspace(0.2, 0.8, 51)}  # fmt: skip
-    command = {"run_id": "r", "fit_dir": str(tmp_path / "fit"), "predictive": True,
+    run_id = "r" + tmp_path.name[-8:]  # the fit's (see fit())
+    command = {"run_id": run_id, "fit_dir": str(tmp_path / "fit"), "predictive": True,
                "input": {"path": write_arrow(tmp_path / "t.arrow", targets), "format": "arrow"}}  # fmt: skip
     arrow = engine.post("/predict", json={**command, "out_path": str(tmp_path / "p.arrow"), "response_format": "arrow"})
     as_json = engine.post("/predict", json={**command, "out_path": str(tmp_path / "p.json"), "response_format": "json"})
     assert arrow.status_code == 200 and as_json.status_code == 200, (arrow.text, as_json.text)
     table, meta = read_arrow(str(tmp_path / "p.arrow"))
-    assert meta == {"run_id": "r", "method": "rao_blackwell", "predictive": True}
+    assert meta == {"run_id": run_id, "method": "rao_blackwell", "predictive": True}
     state = load_state(tmp_path / "fit" / "state.npz")
     p, seen = predict_columns(state, targets["student"], targets["target_week"], targets["goal"], predictive=True)
     assert table.column("p").to_numpy().tolist() == p.tolist()  # to the bit
@@ -169,8 +171,31 @@ def test_predict_from_memory_equals_the_engine_in_process(engine, cohort, tmp_pa
     assert [r["p"] for r in records] == p.tolist() and records[-1]["student"] == "nobody"
 
 
+def test_predict_right_after_a_fit_reads_its_state_from_memory(engine, cohort, tmp_path):
+    """The service renames the fit's staging folder into place: predict_prob names the new folder, and
+    finds the state by run_id in memory (here the file is gone, so only memory can answer)."""
+    answer = fit(engine, tmp_path, write_arrow(tmp_path / "body.arrow", cohort), "arrow", "arrow")
+    assert answer.status_code == 200, answer.text
+    committed = tmp_path / "committed"
+    (tmp_path / "fit").rename(committed)
+    (committed / "state.npz").unlink()
+    targets = {
+        "student": pa.array(cohort["student"][:5].tolist()),
+        "target_week": np.full(5, 12.0),
+        "goal": np.full(5, 0.5),
+    }
+    command = {"run_id": "r" + tmp_path.name[-8:], "fit_dir": str(committed), "predictive": False,
+               "input": {"path": write_arrow(tmp_path / "t.arrow", targets), "format": "arrow"},
+               "out_path": str(tmp_path / "p.arrow"), "response_format": "arrow"}  # fmt: skip
+    predicted = engine.post("/predict", json=command)
+    assert predicted.status_code == 200, predicted.text
+    assert read_arrow(str(tmp_path / "p.arrow"))[0].column("seen").to_pylist() == [True] * 5
+    unknown = engine.post("/predict", json={**command, "run_id": "another"})
+    assert unknown.status_code == 404 and "no fit state" in unknown.json()["error"]
+
+
 def test_predict_without_a_fit_is_404(engine, tmp_path):
-    command = {"run_id": "r", "fit_dir": str(tmp_path / "none"), "input": {"path": "x", "format": "arrow"},
+    command = {"run_id": "never-fitted", "fit_dir": str(tmp_path / "none"), "input": {"path": "x", "format": "arrow"},
                "out_path": str(tmp_path / "p.arrow"), "response_format": "arrow"}  # fmt: skip
     answer = engine.post("/predict", json=command)
     assert answer.status_code == 404 and "no fit state" in answer.json()["error"]

@@ -184,7 +184,7 @@ answer_format <- function(req) {
   if (grepl(ARROW_MEDIA_TYPE, tolower(req$HTTP_ACCEPT %||% ""), fixed = TRUE)) "arrow" else "json"
 }
 
-# The body as a file for the engine (written once, as it came); removed when `promise` settles.
+# The body as a file for the engine (written once, as it came); the caller removes it when answered.
 body_file <- function(req, format) {
   path <- tempfile("body-", fileext = if (format == "arrow") ".arrow" else ".json")
   writeBin(req$bodyRaw, path)
@@ -243,14 +243,15 @@ answer_predict <- function(request, req) {
                                    "(the service keeps the last %d fits, for at most %s days)"),
                              request$run_id, cfg$fits_max, format(cfg$fits_max_age_days)))
   }
+  format <- body_format(req)
   if (!identical(meta$engine, "collapsed")) {
-    if (body_format(req) == "arrow") {
+    if (format == "arrow") {
       http_error(415L, sprintf("run_id '%s' is a brms fit, whose predict_prob reads JSON only: send application/json",
                                request$run_id))
     }
     return(predict_brms(meta, request))
   }
-  input <- body_file(req, body_format(req))
+  input <- body_file(req, format)
   request$input <- input
   request$response_format <- answer_format(req)
   promises::finally(predict_collapsed(meta, request, cfg), function() unlink(input$path))
