@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def own_peak_rss_mb() -> int:
+    """This process's own peak RSS (VmHWM). Not ``getrusage``'s ru_maxrss: Linux keeps that across
+    execve, so a process started by a large one (a benchmark's subprocess) reports its parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024)
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _attempt_rows(n_students: int, seed: int) -> dict:
@@ -85,7 +93,7 @@ def worker(n_students: int, seed: int, irregular: bool, observation: str | None 
         "design_groups": ed["n_design_groups"],
         "chain_method": ed["chain_method"],
         "thin": ed["thin"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": own_peak_rss_mb(),
     }
 
 

@@ -316,15 +316,16 @@ ASSEMBLE = """INSERT INTO weekly_scores
 
 def assemble_options(conn, source_key, window, repeats, record, reset) -> None:
     """The partition's rows written from the kept weeks, several ways (each in one transaction)."""
-    params = {
-        "as_of": window.as_of_week,
-        "start": window.start,
-        "end": window.end,
-        "lookback": window.lookback_weeks,
-        "source_id": source_key,
-    }
+    from seed_growth.sql import kept_weeks as kept_sql
+    from seed_growth.sql import scores as scores_sql
+
+    kept_rows, params = kept_sql.kept_week_rows(source_key, window)
     options = {
-        "insert_select_sorted_work_mem_128MB (chosen)": ("128MB", ASSEMBLE + " ORDER BY c.user_id, c.week_start"),
+        "swap_in_partition: a table of the week's own, its primary key built once, swapped in (chosen)": (
+            "128MB",
+            "swap",
+        ),
+        "insert_select_sorted_work_mem_128MB (before)": ("128MB", ASSEMBLE + " ORDER BY c.user_id, c.week_start"),
         "insert_select_sorted_work_mem_4MB": ("4MB", ASSEMBLE + " ORDER BY c.user_id, c.week_start"),
         "insert_select_unsorted": ("128MB", ASSEMBLE),
         "unlogged_staging_then_insert": ("128MB", "staging"),
@@ -340,7 +341,9 @@ def assemble_options(conn, source_key, window, repeats, record, reset) -> None:
         def write(statement=statement, work_mem=work_mem) -> None:
             with conn.transaction():
                 conn.execute("SELECT set_config('work_mem', %s, true)", (work_mem,))
-                if statement == "staging":
+                if statement == "swap":
+                    scores_sql.swap_in_partition(conn, window.as_of_week, kept_rows, params)
+                elif statement == "staging":
                     conn.execute("CREATE UNLOGGED TABLE staging_scores (LIKE weekly_scores)")
                     conn.execute(ASSEMBLE.replace("INTO weekly_scores", "INTO staging_scores"), params)
                     conn.execute("INSERT INTO weekly_scores SELECT * FROM staging_scores ORDER BY user_id, week")

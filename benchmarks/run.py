@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psutil
 import psycopg
+
+from benchmarks.engine import own_peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench-results"
@@ -354,9 +355,7 @@ def run_size(
             checks=checks,
             service_peak_rss_mb=round(peak["tree"] / 2**20),
         )
-    record(
-        stage="python_peak_rss", students=students, mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    )
+    record(stage="python_peak_rss", students=students, mb=own_peak_rss_mb())
 
 
 def brms_compile(admin_url: str) -> None:

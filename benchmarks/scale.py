@@ -12,9 +12,10 @@ engine benchmark's classes), this process plays the Dagster side (``PlumberResou
 - nothing lost: the largest difference between the P answered and the P the engine computes in this process
   from the fit's stored state (must be 0; the target is 1e-9);
 - memory: peak RSS of the service's process tree, of its R process and of its engine process (sampled every
-  0.2 s), and of this process;
-- the whole graph (``--graph``): weekly_scores -> brms_posterior -> weekly_kpi_P with their checks,
-  materialized in a process of its own (the Dagster process, whose peak RSS is recorded) on a database whose
+  0.2 s), and of this process (its own VmHWM: see ``own_peak_rss_mb``);
+- the whole graph (``--graph``), ``--repeats`` times and the median: weekly_scores -> brms_posterior ->
+  weekly_kpi_P with their checks, materialized in a process of its own (the Dagster process, whose own peak
+  RSS is recorded) on a freshly seeded database whose
   source holds raw attempts for the weeks a Monday run reads from it (the new week and the
   REAGGREGATE_RECENT_WEEKS - 1 before it) and whose older weeks are seeded as kept aggregates (as the issue
   allows: a million students' raw attempts for 12 weeks would not fit this machine's disk and time).
@@ -25,8 +26,8 @@ One JSON line per measurement in bench-results/results.jsonl (see benchmarks/run
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from benchmarks.run import AS_OF, Service, free_port, log, process_peaks, record, scratch_database
+from benchmarks.engine import own_peak_rss_mb
+from benchmarks.run import AS_OF, OUT, Service, free_port, log, process_peaks, record, scratch_database
 
 WEEKS = 12
 TARGET_WEEK, GOAL = 16.0, 0.7
@@ -139,27 +141,43 @@ def run_graph(students: int, database_url: str, service_url: str) -> None:
         if e.event_type_value == "STEP_SUCCESS"
     }
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    peak_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak_mb = own_peak_rss_mb()
     record(stage="scale_graph", students=students, seconds=round(seconds, 1), success=result.success, steps=steps,
            checks=checks, dagster_peak_rss_mb=peak_mb)  # fmt: skip
 
 
-def graph(students: int, scores: pd.DataFrame, service: Service, admin_url: str) -> None:
+def graph(students: int, scores: pd.DataFrame, service: Service, admin_url: str, repeats: int) -> None:
+    """The whole graph ``repeats`` times, each on a freshly seeded database (the same Monday run), and the
+    median."""
     import psycopg
 
     from seed_growth.settings import GrowthSettings
     from seed_growth.sql import schema as schema_sql
 
-    with scratch_database(admin_url) as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            schema_sql.apply_schema(conn, demo_source=True)
-            start = time.perf_counter()
-            loaded = seed_database(conn, scores, GrowthSettings.reaggregate_recent_weeks)
-            log(f"seeded: {loaded} raw attempts, kept weeks, in {time.perf_counter() - start:.0f} s")
-        with process_peaks(service.process.pid) as peaks:
-            subprocess.run([sys.executable, "-m", "benchmarks.scale", "--graph-of", str(students), "--database-url",
-                            url, "--service-url", service.url], check=True)  # fmt: skip
-        record(stage="scale_graph_service", students=students, raw_attempts=loaded, **mb(peaks))
+    runs = []
+    for _ in range(repeats):
+        with scratch_database(admin_url) as url:
+            with psycopg.connect(url, autocommit=True) as conn:
+                schema_sql.apply_schema(conn, demo_source=True)
+                start = time.perf_counter()
+                loaded = seed_database(conn, scores, GrowthSettings.reaggregate_recent_weeks)
+                log(f"seeded: {loaded} raw attempts, kept weeks, in {time.perf_counter() - start:.0f} s")
+            with process_peaks(service.process.pid) as peaks:
+                subprocess.run([sys.executable, "-m", "benchmarks.scale", "--graph-of", str(students),
+                                "--database-url", url, "--service-url", service.url], check=True)  # fmt: skip
+            record(stage="scale_graph_service", students=students, raw_attempts=loaded, **mb(peaks))
+        runs.append((last_record("scale_graph"), mb(peaks)))
+    steps = {k: statistics.median(r["steps"][k] for r, _ in runs) for k in runs[0][0]["steps"]}
+    record(stage="scale_graph_median", students=students, runs=len(runs),
+           seconds=statistics.median(r["seconds"] for r, _ in runs), all_seconds=[r["seconds"] for r, _ in runs],
+           steps=steps, dagster_peak_rss_mb=max(r["dagster_peak_rss_mb"] for r, _ in runs),
+           service_tree_peak_rss_mb=max(p["tree_peak_rss_mb"] for _, p in runs))  # fmt: skip
+
+
+def last_record(stage: str) -> dict:
+    """The latest measurement of ``stage`` (written by a process of its own)."""
+    lines = (OUT / "results.jsonl").read_text().splitlines()
+    return next(r for r in map(json.loads, reversed(lines)) if r.get("stage") == stage)
 
 
 def run_size(students: int, repeats: int, with_graph: bool = False) -> None:
@@ -215,11 +233,11 @@ def run_size(students: int, repeats: int, with_graph: bool = False) -> None:
             )
             if with_graph:
                 admin_url = os.environ.get("SEED_GROWTH_TEST_ADMIN_URL") or os.environ["DATABASE_URL"]
-                graph(students, scores, service, admin_url)
+                graph(students, scores, service, admin_url, repeats)
         finally:
             service.stop()
     record(stage="scale_client_peak_rss", students=students,
-           mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))  # fmt: skip
+           mb=own_peak_rss_mb())  # fmt: skip
 
 
 def main() -> None:

@@ -194,6 +194,28 @@ def test_predict_right_after_a_fit_reads_its_state_from_memory(engine, cohort, t
     assert unknown.status_code == 404 and "no fit state" in unknown.json()["error"]
 
 
+def test_a_new_fit_forgets_the_state_held_in_memory(engine, cohort, tmp_path):
+    """Only the latest fit's state is held, and none while a fit runs (memory at a million students):
+    predict_prob of an earlier fit reads its state from disk."""
+    body = write_arrow(tmp_path / "body.arrow", cohort)
+    for run_id in ("first", "second"):
+        command = {"run_id": run_id, "input": {"path": body, "format": "arrow"}, "settings": SETTINGS,
+                   "out_dir": str(tmp_path / run_id), "response_format": "arrow"}  # fmt: skip
+        assert engine.post("/fit", json=command).status_code == 200
+    targets = {"student": pa.array(cohort["student"][:3].tolist()), "target_week": np.full(3, 12.0),
+               "goal": np.full(3, 0.5)}  # fmt: skip
+    command = {"run_id": "first", "fit_dir": str(tmp_path / "first"), "predictive": False,
+               "input": {"path": write_arrow(tmp_path / "t.arrow", targets), "format": "arrow"},
+               "out_path": str(tmp_path / "p.arrow"), "response_format": "arrow"}  # fmt: skip
+    (tmp_path / "first" / "state.npz").rename(tmp_path / "first-state.npz")
+    gone = engine.post("/predict", json=command)
+    assert gone.status_code == 404, gone.text  # not in memory: the second fit replaced it
+    (tmp_path / "first-state.npz").rename(tmp_path / "first" / "state.npz")
+    assert engine.post("/predict", json=command).status_code == 200  # read from disk
+    second = {**command, "run_id": "second", "fit_dir": str(tmp_path / "nowhere")}
+    assert engine.post("/predict", json=second).status_code == 404  # reading "first" replaced "second"
+
+
 def test_predict_without_a_fit_is_404(engine, tmp_path):
     command = {"run_id": "never-fitted", "fit_dir": str(tmp_path / "none"), "input": {"path": "x", "format": "arrow"},
                "out_path": str(tmp_path / "p.arrow"), "response_format": "arrow"}  # fmt: skip

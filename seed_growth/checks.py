@@ -159,7 +159,7 @@ def kpi_judgement(
     conn: psycopg.Connection, as_of: dt.date, week: dict[str, str], instance: dg.DagsterInstance
 ) -> dg.AssetCheckResult:
     coverage = kpi_sql.kpi_p_coverage(conn, as_of)
-    methods = kpi_sql.read_kpi_p(conn, as_of)["method"].value_counts().to_dict()
+    methods = kpi_sql.kpi_p_methods(conn, as_of)
     chosen = week_fit(instance, conn, as_of)
     return dg.AssetCheckResult(
         passed=coverage["students"] > 0 and coverage["students_without_P"] == 0 and coverage["P_invalid"] == 0,
@@ -177,7 +177,10 @@ def kpi_judgement(
     asset=weekly_scores,
     partitions_def=weekly_partitions,
     blocking=True,
-    description="Not empty, every score in [0, 1], one row per student and week.",
+    description=(
+        "Not empty, every score in [0, 1], one row per student and week (the table's primary key guarantees "
+        "the last; it is counted only where no such key exists)."
+    ),
 )
 def weekly_scores_valid(context: dg.AssetCheckExecutionContext, postgres: PostgresResource) -> CheckEvents:
     yield from judge(context, postgres, "weekly_scores", scores_judgement)

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from matplotlib.figure import Figure
 
 
@@ -25,6 +26,12 @@ def markdown_image(fig: Figure, alt: str) -> str:
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     return f"![{alt}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+
+
+def observed_weekly_means(scores: pa.Table) -> pd.DataFrame:
+    """Per week of the rows, the mean score (the growth curve's dots)."""
+    means = scores.group_by("week").aggregate([("score", "mean")]).to_pandas()
+    return means.rename(columns={"score_mean": "mean_score"}).sort_values("week", ignore_index=True)
 
 
 def growth_curve_markdown(posterior_summary: dict, week_center: float, weekly_means: pd.DataFrame, weeks: int) -> str:

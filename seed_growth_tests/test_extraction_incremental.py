@@ -373,3 +373,66 @@ def test_the_rebuild_flag_of_the_command_line():
     assert rebuild_config(parser.parse_args([])) is None
     config = job_run_config("INFO", rebuild_config(parser.parse_args(["--rebuild-kept-weeks"])))
     assert config["resources"] == {"growth_settings": {"config": {"rebuild_kept_weeks": True}}}
+
+
+def partitions(conn) -> dict[str, str]:
+    """weekly_scores's tables -> their bounds."""
+    rows = conn.execute(
+        """SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i
+           JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = 'weekly_scores'::regclass"""
+    ).fetchall()
+    return dict(rows)
+
+
+def test_a_week_is_a_table_of_its_own_swapped_in_whole(conn):
+    some_attempts(conn)
+    earlier = ScoreWindow(dt.date(2026, 11, 9), lookback_weeks=4)
+    extract(conn, window=earlier)
+    extract(conn)
+    name = scores_sql.partition_name(WINDOW.as_of_week)
+    assert partitions(conn) == {
+        "weekly_scores_default": "DEFAULT",
+        name: "FOR VALUES IN ('2026-11-16')",
+        scores_sql.partition_name(earlier.as_of_week): "FOR VALUES IN ('2026-11-09')",
+    }
+    before_other = partition_rows(conn, earlier)
+    add_attempts(conn, [("late", True, at(RECENT_WEEK, 60))])
+    extract(conn)
+    assert partition_rows(conn) == from_scratch(conn)  # "late" in
+    assert partition_rows(conn, earlier) == before_other  # the other week's table untouched
+    assert set(partitions(conn)) == {"weekly_scores_default", name, scores_sql.partition_name(earlier.as_of_week)}
+    # a row of a week without a table of its own, written by other means, went to the default table: the
+    # week's extraction replaces it with the rest
+    later = ScoreWindow(dt.date(2026, 11, 23), lookback_weeks=4)
+    conn.execute(
+        """INSERT INTO weekly_scores (as_of_week, user_id, week, week_start, n_attempts, n_correct, score,
+               lookback_weeks) VALUES ('2026-11-23', 'stray', 0, '2026-11-02', 1, 1, 1.0, 4)"""
+    )
+    assert conn.execute("SELECT count(*) FROM weekly_scores_default").fetchone() == (1,)
+    extract(conn, window=later)
+    assert partition_rows(conn, later) == from_scratch(conn, later)
+    assert conn.execute("SELECT count(*) FROM weekly_scores_default").fetchone() == (0,)
+    [key] = conn.execute(
+        "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass AND indisprimary", (name,)
+    ).fetchone()
+    assert key == f"{name}_pkey"  # named as before: the next swap of the week can name its own
+
+
+def test_a_failed_swap_leaves_the_week_as_it_was(conn, monkeypatch):
+    some_attempts(conn)
+    extract(conn)
+    before = partition_rows(conn)
+    add_attempts(conn, [("late", True, at(RECENT_WEEK, 60))])
+    real_execute = type(conn).execute
+
+    def fail_at_attach(self, query, *args, **kwargs):
+        if "ATTACH PARTITION" in str(getattr(query, "as_string", lambda c: query)(self)):
+            raise RuntimeError("the server went away")
+        return real_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(type(conn), "execute", fail_at_attach)
+    with pytest.raises(RuntimeError, match="went away"):
+        extract(conn)
+    monkeypatch.undo()
+    assert partition_rows(conn) == before
+    assert set(partitions(conn)) == {"weekly_scores_default", scores_sql.partition_name(WINDOW.as_of_week)}

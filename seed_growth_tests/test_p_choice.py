@@ -68,11 +68,12 @@ def week():
 def choose(week, *, use_bayesian=True, fit=..., predict=None):
     scores, targets, summaries, stored = week
     return estimate_p(
-        scores,
+        len(scores),
+        lambda: scores,
         targets,
         use_bayesian=use_bayesian,
         fit=stored if fit is ... else fit,
-        fit_students=summaries,
+        read_fit_students=lambda run_id: summaries,
         predict_prob=predict or (lambda run_id, t: (t["goal"] * 0 + 0.25, "x")),
         service_errors=(ServiceDown,),
     )
@@ -190,3 +191,21 @@ def test_backtest_weeks_are_the_latest_with_an_observed_target():
         dt.date(2026, 10, 12),
         dt.date(2026, 10, 19),
     ]
+
+
+def test_the_rows_are_read_only_for_the_normal_approximation(week):
+    scores, targets, summaries, stored = week
+    reads = []
+
+    def read_scores():
+        reads.append(len(scores))
+        return scores
+
+    def estimate(use_bayesian):
+        return estimate_p(len(scores), read_scores, targets, use_bayesian=use_bayesian, fit=stored,
+                          read_fit_students=lambda run_id: summaries,
+                          predict_prob=lambda run_id, t: (t["goal"] * 0 + 0.25, "x"),
+                          service_errors=(ServiceDown,))  # fmt: skip
+
+    assert estimate(True).method == "bayesian_x" and reads == []
+    assert estimate(False).method == "normal_approximation" and reads == [len(scores)]

@@ -65,6 +65,18 @@ def test_aggregation_by_utc_week_with_gaps(conn):
     }
 
 
+def test_duplicate_student_weeks_counted_when_no_unique_index_rules_them_out(conn):
+    add_attempts(conn, [("a", True, "2026-11-10 10:00:00+00")])
+    aggregate(conn)
+    assert scores_sql._student_weeks_unique(conn)  # the schema's primary key
+    conn.execute("ALTER TABLE weekly_scores DROP CONSTRAINT weekly_scores_pkey")  # a table made otherwise
+    conn.execute("CREATE UNIQUE INDEX ON weekly_scores (as_of_week, user_id, week, n_attempts)")  # not enough
+    assert not scores_sql._student_weeks_unique(conn)
+    conn.execute("INSERT INTO weekly_scores SELECT as_of_week, user_id, week, week_start, n_attempts + 1, n_correct,"
+                 " score, lookback_weeks FROM weekly_scores")  # fmt: skip
+    assert scores_sql.weekly_scores_problems(conn, WINDOW.as_of_week)["duplicate_student_weeks"] == 1
+
+
 def test_rematerializing_replaces_the_partition_only(conn):
     add_attempts(conn, [("a", True, "2026-11-10 10:00:00+00")])
     other = ScoreWindow(dt.date(2026, 11, 9), 3)
@@ -141,3 +153,34 @@ def test_kpi_merge_keeps_other_keys_and_is_all_or_nothing(conn):
         with conn.transaction():
             kpi_sql.merge_kpis(conn, week, bad)
     assert dict(conn.execute("SELECT user_id || '@' || week_start, kpis FROM weekly_kpi").fetchall()) == rows
+
+
+def test_a_weekly_scores_of_one_table_is_converted_to_a_table_per_week(conn):
+    conn.execute("DROP TABLE weekly_scores CASCADE")
+    conn.execute(
+        """CREATE TABLE weekly_scores (as_of_week date NOT NULL, user_id text NOT NULL,
+               week integer NOT NULL CHECK (week >= 0), week_start date NOT NULL,
+               n_attempts integer NOT NULL CHECK (n_attempts > 0),
+               n_correct integer NOT NULL CHECK (n_correct >= 0 AND n_correct <= n_attempts),
+               score double precision NOT NULL CHECK (score >= 0 AND score <= 1),
+               lookback_weeks integer NOT NULL CHECK (lookback_weeks > 0),
+               PRIMARY KEY (as_of_week, user_id, week))"""
+    )  # as earlier versions created it
+    rows = [
+        (dt.date(2026, 11, 9), "a", 0, dt.date(2026, 10, 26), 2, 1, 0.5, 3),
+        (dt.date(2026, 11, 16), "a", 1, dt.date(2026, 11, 9), 4, 3, 0.75, 3),
+        (dt.date(2026, 11, 16), "b", 2, dt.date(2026, 11, 16), 1, 0, 0.0, 3),
+    ]
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO weekly_scores VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
+    schema_sql.apply_schema(conn)
+    schema_sql.apply_schema(conn)  # idempotent
+    [kind] = conn.execute("SELECT relkind FROM pg_class WHERE oid = 'weekly_scores'::regclass").fetchone()
+    tables = conn.execute(
+        """SELECT c.relname, (SELECT count(*) FROM weekly_scores AS w WHERE w.tableoid = c.oid) FROM pg_inherits AS i
+           JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = 'weekly_scores'::regclass"""
+    ).fetchall()
+    assert kind == "p"
+    assert dict(tables) == {"weekly_scores_default": 0, "weekly_scores_p20261109": 1, "weekly_scores_p20261116": 2}
+    assert sorted(conn.execute("SELECT * FROM weekly_scores").fetchall()) == sorted(rows)
+    assert scores_sql._student_weeks_unique(conn)

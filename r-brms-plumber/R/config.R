@@ -56,7 +56,7 @@ read_config <- function() {
     fits_max = env_number("BRMS_FITS_MAX", 100L, 1, 1e6),
     fits_max_age_days = env_number("BRMS_FITS_MAX_AGE_DAYS", 90, 0, 1e5, integer = FALSE),
     workers = env_number("BRMS_WORKERS", 1L, 1, 64),
-    # fits waiting for a worker beyond this are refused with 503 (the caller retries later)
+    # fits waiting (for a worker, or for the engine) beyond this are refused with 503 (the caller retries later)
     max_queue = env_number("BRMS_MAX_QUEUE", 20L, 0, 1e6),
     # a worker process is replaced after this many jobs (bounds memory growth of long-lived R sessions)
     worker_max_jobs = env_number("BRMS_WORKER_MAX_JOBS", 50L, 1, 1e6),

@@ -1,5 +1,5 @@
 # The collapsed engine as one long-lived process (`python -m growth_engine serve`, growth_engine/server.py),
-# spoken to over HTTP on a Unix socket. The service starts it with the worker pool and restarts it when it
+# spoken to over HTTP on a Unix socket. The service starts it at start-up and restarts it when it
 # dies; a fit or a prediction only sends it a small JSON command naming files (the request body as it came,
 # the fit folder), so no data pass through R as values, and no request pays for starting Python and JAX.
 
@@ -25,8 +25,8 @@ engine_server_start <- function(python) {
   invisible(server)
 }
 
-# Where a worker finds the engine's pid: a fit past GROWTH_ENGINE_TIMEOUT_SECONDS is stopped by ending the
-# engine (the supervisor starts a new one), since a running fit cannot be cancelled from outside.
+# Where the engine's pid is kept: a fit past GROWTH_ENGINE_TIMEOUT_SECONDS is stopped by ending the engine
+# (the supervisor starts a new one), since a running fit cannot be cancelled from outside.
 engine_pid_file <- function(socket) paste0(socket, ".pid")
 
 engine_kill <- function(socket) {
@@ -85,23 +85,6 @@ engine_handle <- function(socket, command = NULL, timeout = 0) {
 
 engine_url <- function(endpoint) paste0("http://growth-engine", endpoint)
 
-# The engine's answer to one command -> the parsed JSON answer, or an http_error: its own 400/404/500
-# message, a 500 on timeout, a 503 when it cannot be reached within `wait` seconds (it may be starting).
-# Blocking: used in worker processes.
-engine_request <- function(socket, endpoint, command, timeout = 0, wait = ENGINE_READY_SECONDS) {
-  deadline <- Sys.time() + wait
-  repeat {
-    res <- tryCatch(curl::curl_fetch_memory(engine_url(endpoint), handle = engine_handle(socket, command, timeout)),
-                    error = function(e) e)
-    if (!inherits(res, "error")) return(engine_answer(res$status_code, rawToChar(res$content), endpoint))
-    message <- conditionMessage(res)
-    if (timed_out(message) || Sys.time() > deadline) {
-      engine_failed(socket, endpoint, timeout, message, sprintf("no answer on its socket within %s s", wait))
-    }
-    Sys.sleep(0.5)
-  }
-}
-
 engine_answer <- function(status, text, endpoint) {
   answer <- tryCatch(jsonlite::parse_json(text), error = function(e) list(error = text))
   if (status == 200L) return(answer)
@@ -112,23 +95,38 @@ engine_answer <- function(status, text, endpoint) {
   http_error(500L, sprintf("the collapsed engine's %s failed: %s", what, message))
 }
 
-# The same, from the service's own process without blocking it: -> promise of the parsed answer.
-engine_request_async <- function(socket, endpoint, command, timeout = 0, poll = 0.02) {
+# The engine's answer to one command, from the service's own process without blocking it: -> promise of
+# the parsed JSON answer, or of an http_error: the engine's own 400/404/500 message, a 500 on timeout, a
+# 503 when it cannot be reached. A request that cannot reach it is tried again every half second for
+# `wait` seconds (a fit waits for an engine that is starting or being restarted).
+engine_request_async <- function(socket, endpoint, command, timeout = 0, wait = 0, poll = 0.02) {
+  deadline <- Sys.time() + wait
   promises::promise(function(resolve, reject) {
-    pool <- curl::new_pool()
     settle <- function(fn) tryCatch(resolve(fn()), error = function(e) reject(e))
-    curl::curl_fetch_multi(
-      engine_url(endpoint), handle = engine_handle(socket, command, timeout), pool = pool,
-      done = function(res) settle(function() engine_answer(res$status_code, rawToChar(res$content), endpoint)),
-      fail = function(message) {
-        settle(function() engine_failed(socket, endpoint, timeout, message, engine_server_problem()))
-      })
-    step <- function() {
-      pending <- curl::multi_run(timeout = 0, poll = TRUE, pool = pool)$pending
-      if (pending > 0L) later::later(step, poll)
+    attempt <- function() {
+      engine_fetch_async(
+        socket, endpoint, command, timeout, poll,
+        done = function(res) settle(function() engine_answer(res$status_code, rawToChar(res$content), endpoint)),
+        fail = function(message) {
+          if (!timed_out(message) && Sys.time() < deadline) return(later::later(attempt, 0.5))
+          settle(function() engine_failed(socket, endpoint, timeout, message, engine_server_problem()))
+        })
     }
-    later::later(step, 0)
+    attempt()
   })
+}
+
+# One HTTP request to the engine on curl's multi interface, polled from the event loop (later).
+engine_fetch_async <- function(socket, endpoint, command, timeout, poll, done, fail) {
+  pool <- curl::new_pool()
+  curl::curl_fetch_multi(engine_url(endpoint), handle = engine_handle(socket, command, timeout), pool = pool,
+                         done = done, fail = fail)
+  step <- function() {
+    pending <- curl::multi_run(timeout = 0, poll = TRUE, pool = pool)$pending
+    if (pending > 0L) later::later(step, poll)
+  }
+  later::later(step, 0)
+  invisible()
 }
 
 # The error for a request the engine did not answer: its timeout (the engine is ended) or it is not there.

@@ -2,9 +2,12 @@
 # answering (/health, predict_prob) while Stan samples. Jobs wait in a FIFO queue when all workers are
 # busy; each submit() returns a promise that the event loop (later) settles when the worker is done.
 #
-# Worker life: starting -> init (loads this package and brms) -> idle <-> busy; a worker that crashed, timed
-# out, or ran `max_jobs` jobs is replaced. At most one job at a time may compile a given family's model:
-# a job for a family whose template is not on disk waits while another job of that family runs.
+# Worker life: stopped (no process) -> starting -> init (loads this package and brms) -> idle <-> busy; a
+# worker that crashed, timed out, or ran `max_jobs` jobs is replaced by a stopped one. Processes start on
+# demand: a stopped worker is started when a queued job has no idle or starting worker to go to, so a pool
+# that is never used (or whose last process was recycled) holds no memory. At most one job at a time may
+# compile a given family's model: a job for a family whose template is not on disk waits while another job
+# of that family runs.
 
 # (An R6 class: CamelCase like its kind, and its methods count as one function for cyclocomp.)
 WorkerPool <- R6::R6Class("WorkerPool", # nolint: object_name_linter, cyclocomp_linter.
@@ -20,8 +23,8 @@ WorkerPool <- R6::R6Class("WorkerPool", # nolint: object_name_linter, cyclocomp_
       private$max_jobs <- max_jobs
       private$job_timeout <- job_timeout
       private$tick_seconds <- tick
+      # no process yet: the first submit() starts one
       private$workers <- lapply(seq_len(size), function(i) private$new_worker(i))
-      private$schedule()
     },
 
     # Run `fn(args)` (a function name defined in the workers, see worker.R) -> promise of its value.
@@ -45,7 +48,8 @@ WorkerPool <- R6::R6Class("WorkerPool", # nolint: object_name_linter, cyclocomp_
     status = function() {
       states <- vapply(private$workers, function(w) w$state, character(1))
       list(workers = private$size, ready = sum(states %in% c("idle", "busy")), busy = sum(states == "busy"),
-           starting = sum(states %in% c("starting", "init")), queued = length(private$queue),
+           starting = sum(states %in% c("starting", "init")), not_started = sum(states == "stopped"),
+           queued = length(private$queue),
            running = lapply(Filter(function(w) w$state == "busy", private$workers), function(w) {
              list(job = w$job$label, seconds = as.numeric(difftime(Sys.time(), w$job_started, units = "secs")))
            }))
@@ -66,7 +70,7 @@ WorkerPool <- R6::R6Class("WorkerPool", # nolint: object_name_linter, cyclocomp_
     new_worker = function(i, failures = 0L) {
       w <- new.env(parent = emptyenv())
       w$id <- i
-      w$state <- "starting"
+      w$state <- "stopped"
       w$jobs <- 0L
       w$failures <- failures
       w$job <- NULL
@@ -90,7 +94,7 @@ WorkerPool <- R6::R6Class("WorkerPool", # nolint: object_name_linter, cyclocomp_
     },
 
     replace_worker = function(w, why) {
-      if (!is.null(why)) log_line("worker ", w$id, ": ", why, "; starting a new one")
+      if (!is.null(why)) log_line("worker ", w$id, ": ", why, "; replaced (a new process starts for the next job)")
       # the whole tree: rstan's chain processes outlive a killed worker otherwise (processx finds them by the
       # environment marker it gave the worker, even once they are re-parented)
       if (!is.null(w$session)) try(w$session$kill_tree(), silent = TRUE)
@@ -108,12 +112,21 @@ WorkerPool <- R6::R6Class("WorkerPool", # nolint: object_name_linter, cyclocomp_
       private$ticking <- FALSE
       if (private$stopping) return(invisible())
       tryCatch({
+        private$wake()
         for (i in seq_along(private$workers)) private$step(private$workers[[i]])
         private$dispatch()
       }, error = function(e) log_line("worker pool: ", conditionMessage(e)))
-      # keep polling while anything is in flight; an all-idle pool with an empty queue sleeps
+      # keep polling while anything is in flight; a pool of idle or stopped workers and no queue sleeps
       states <- vapply(private$workers, function(w) w$state, character(1))
-      if (any(states != "idle") || length(private$queue)) private$schedule()
+      if (any(!states %in% c("idle", "stopped")) || length(private$queue)) private$schedule()
+    },
+
+    # Start as many stopped workers as there are queued jobs that no idle or starting worker will take.
+    wake = function() {
+      states <- vapply(private$workers, function(w) w$state, character(1))
+      wanted <- length(private$queue) - sum(states %in% c("idle", "starting", "init"))
+      stopped <- private$workers[states == "stopped"]
+      for (w in utils::head(stopped, max(0L, wanted))) w$state <- "starting"
     },
 
     # Advance one worker's state machine without blocking.

@@ -9,14 +9,16 @@ to_json <- function(x) {
 # Already-serialized JSON (e.g. a large fit response built in a worker) passes through the serializer.
 json_text <- function(text) structure(as.character(text), class = "growth_json_text")
 
-# JSON, or the bytes of an Arrow IPC stream (class growth_arrow, see engine_file_answer) as they are.
+# JSON, or a file the engine wrote (class growth_file, see engine_file_answer: Arrow or JSON as it is),
+# which httpuv streams from disk (a body list(file, owned) is its bodyFile).
 serializer_growth_json <- function(type = "application/json") {
   function(val, req, res, errorHandler) { # nolint: object_name_linter. plumber's argument name.
     tryCatch({
-      arrow <- inherits(val, "growth_arrow")
+      file <- inherits(val, "growth_file")
+      arrow <- file && identical(attr(val, "format"), "arrow")
       res$setHeader("Content-Type", if (arrow) ARROW_MEDIA_TYPE else type)
-      res$body <- if (arrow) unclass(val) else if (inherits(val, "growth_json_text")) unclass(val) else
-        as.character(to_json(val))
+      res$body <- if (file) list(file = val$file, owned = val$owned) else
+        if (inherits(val, "growth_json_text")) unclass(val) else as.character(to_json(val))
       res$toResponse()
     }, error = function(err) errorHandler(req, res, err))
   }

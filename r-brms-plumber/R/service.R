@@ -9,8 +9,9 @@ package_version_string <- function(p) {
 
 #' Start the service's state
 #'
-#' Prepares the model and fit folders (pruning expired fits), starts the worker pool (each worker loads
-#' this package and brms once) and queues the warm-up compiles of `BRMS_WARMUP_FAMILIES`.
+#' Prepares the model and fit folders (pruning expired fits), creates the worker pool (its processes start
+#' with the first job that needs one; each loads this package and brms once), starts the collapsed engine
+#' and queues the warm-up compiles of `BRMS_WARMUP_FAMILIES` (which start a worker at once).
 #'
 #' @param cfg The configuration, from [read_config()].
 #' @return `TRUE`, invisibly.
@@ -42,13 +43,15 @@ service_start <- function(cfg) {
         !any(vapply(running, function(r) identical(r$key, job$key), logical(1)))
     },
     max_jobs = cfg$worker_max_jobs, job_timeout = cfg$fit_timeout_seconds)
-  # large request bodies are parsed and validated here, never in the service's own process; a fresh
-  # process after each one gives its memory back
+  # large request bodies are parsed and validated here, never in the service's own process. Its process
+  # starts with the first large body and ends after each (max_jobs = 1), giving its memory back; the next
+  # one starts with the next large body
   .service$parser <- WorkerPool$new(
     size = 1L, init_fun = growth_worker_bootstrap,
     init_args = list(package = package_name(), path = package_source_dir(), init = "growth_parser_init"),
     # --no-echo, R's newer name for --slave: on `ps` the parser is not taken for a fit worker
     max_jobs = 1L, cmdargs = c("--no-readline", "--no-echo", "--no-save", "--no-restore"))
+  .service$collapsed <- collapsed_queue()
   engine_server_start(cfg$engine_python)
   later::later(engine_server_supervise, ENGINE_RESTART_SECONDS)
   later::later(refresh_engine_status, 5)
@@ -108,19 +111,23 @@ refresh_engine_status <- function(max_age_seconds = 5) {
   invisible()
 }
 
+# `ready`: a fit can be taken now. A worker not started yet counts (it starts with the first job that needs
+# it); one that failed to start and waits to try again does not.
 handle_health <- function() {
   refresh_engine_status()
   st <- .service$pool$status()
+  collapsed <- collapsed_status(.service$collapsed)
   list(
     status = "ok",
-    ready = st$ready > 0L,
+    ready = st$ready + st$not_started > 0L,
     versions = .service$versions,
     compiled = compiled_families(.service$cfg$model_dir),
     engines = as.list(c("brms", if (isTRUE(.service$engine$available)) "collapsed")),
-    busy = st$busy > 0L || st$queued > 0L,
-    workers = list(total = st$workers, ready = st$ready, busy = st$busy, starting = st$starting),
-    queued = st$queued,
-    running = st$running,
+    busy = st$busy > 0L || st$queued > 0L || length(collapsed$running) > 0L || collapsed$queued > 0L,
+    workers = list(total = st$workers, ready = st$ready, busy = st$busy, starting = st$starting,
+                   not_started = st$not_started),
+    queued = st$queued + collapsed$queued,
+    running = c(st$running, collapsed$running),
     engine_status = list(collapsed = .service$engine$detail),
     started_at = .service$started_at
   )
@@ -137,9 +144,9 @@ parsed_request <- function(req, validator) {
   if (length(raw) <= INLINE_PARSE_MAX_BYTES || is.null(.service$parser)) {
     return(match.fun(validator)(parse_json_raw(raw)))
   }
-  # handed over as a file (writeBin: no serialization of the body in this process)
+  # handed over as a file (no serialization of the body in this process)
   path <- tempfile("body-", fileext = ".json")
-  writeBin(raw, path)
+  write_raw_file(raw, path)
   promises::finally(
     .service$parser$submit("parse_request_job", list(path = path, validator = validator),
                            label = sprintf("parsing a %.1f MB body", length(raw) / 1024^2)),
@@ -184,19 +191,50 @@ answer_format <- function(req) {
   if (grepl(ARROW_MEDIA_TYPE, tolower(req$HTTP_ACCEPT %||% ""), fixed = TRUE)) "arrow" else "json"
 }
 
-# The body as a file for the engine (written once, as it came); the caller removes it when answered.
+# The body as a file for the engine (written once, as it came); the caller removes it when answered. The
+# request's copies of the body are dropped then (see release_body).
 body_file <- function(req, format) {
   path <- tempfile("body-", fileext = if (format == "arrow") ".arrow" else ".json")
-  writeBin(req$bodyRaw, path)
+  write_raw_file(req$bodyRaw, path)
+  release_body(req)
   list(path = path, format = format)
 }
 
+# writeBin() copies what it writes into a buffer of its own: a large body goes in slices, each collected
+# once written (a minor collection, cheap), so that this process does not hold the body twice.
+WRITE_SLICE_BYTES <- 4 * 1024^2
+
+write_raw_file <- function(raw, path) {
+  con <- file(path, "wb")
+  on.exit(close(con))
+  for (i in seq_len(ceiling(length(raw) / WRITE_SLICE_BYTES))) {
+    from <- (i - 1) * WRITE_SLICE_BYTES + 1
+    writeBin(raw[from:min(length(raw), from + WRITE_SLICE_BYTES - 1)], con)
+    gc(full = FALSE)
+  }
+  invisible(path)
+}
+
+# plumber keeps the body in the request as bodyRaw, body, argsBody and args (one vector, four references):
+# once it is on disk the engine reads it there, and a million students' body (~230 MB) need not stay in
+# this process while the engine fits. plumber's own frames still refer to it until the handler returns,
+# hence the collection just after.
+release_body <- function(req) {
+  rm(list = intersect(c("bodyRaw", "body", "argsBody"), ls(req, all.names = TRUE)), envir = req)
+  req$args <- Filter(Negate(is.raw), req$args)
+  later::later(function() invisible(gc()), 0)
+  invisible()
+}
+
+# Fits waiting: for a worker (brms) or for the engine (collapsed).
+queued_fits <- function() .service$pool$status()$queued + collapsed_status(.service$collapsed)$queued
+
 check_queue <- function() {
   cfg <- .service$cfg
-  queued <- .service$pool$status()$queued
+  queued <- queued_fits()
   if (queued >= cfg$max_queue) {
     stop(http_error_condition(503L, sprintf(
-      "%d fits are already waiting for a worker (BRMS_MAX_QUEUE = %d); try again later", queued, cfg$max_queue),
+      "%d fits are already waiting (BRMS_MAX_QUEUE = %d); try again later", queued, cfg$max_queue),
       headers = list(`Retry-After` = as.character(QUEUE_RETRY_AFTER_SECONDS))))
   }
 }
@@ -206,33 +244,42 @@ submit_fit <- function(request, req) {
   check_queue()
   run_id <- new_run_id()
   seed <- if (is.na(request$seed)) sample.int(.Machine$integer.max, 1L) else request$seed
-  args <- list(run_id = run_id, fits_dir = cfg$fits_dir)
-  input <- NULL
-  if (request$engine == "brms") {
-    args <- c(args, list(data = request$data, family = request$family, iter = request$iter, chains = request$chains,
-                         seed = seed, model_dir = cfg$model_dir, sampler = cfg$sampler))
-    fn <- "fit_brms_job"
-    key <- request$family
-  } else {
-    input <- body_file(req, body_format(req))
-    settings <- list(iter = request$iter, chains = request$chains, seed = seed, family = request$family,
-                     observation_model = if (is.na(request$observation_model)) NULL else request$observation_model)
-    args <- c(args, list(input = input, settings = settings, response_format = answer_format(req),
-                         socket = .service$engine_server$socket, timeout = cfg$engine_timeout_seconds))
-    fn <- "fit_collapsed_job"
-    key <- NULL
-  }
   label <- sprintf("%s %s fit %s", request$engine, request$family, run_id)
-  size <- if (is.null(input)) paste(nrow(request$data), "rows") else
-    sprintf("%s body %.1f MB", input$format, length(req$bodyRaw) / 1024^2)
-  log_line("queued ", label, " (", size, ", iter ", request$iter, " x ", request$chains, " chains)")
-  fitted <- promises::then(.service$pool$submit(fn, args, key = key, label = label), function(out) {
+  fitted <- if (request$engine == "brms") {
+    submit_brms_fit(request, run_id, seed, label)
+  } else {
+    submit_collapsed_fit(request, req, run_id, seed, label)
+  }
+  promises::then(fitted, function(out) {
     log_line(out$log)
     tryCatch(store_prune(cfg$fits_dir, cfg$fits_max, cfg$fits_max_age_days),
              error = function(e) log_line("fit store: pruning failed: ", conditionMessage(e)))
     if (is.null(out$path)) json_text(out$json) else engine_file_answer(out$path, out$format)
   })
-  if (is.null(input)) fitted else promises::finally(fitted, function() unlink(input$path))
+}
+
+# A brms fit runs in a worker process (the pool starts one if none is running).
+submit_brms_fit <- function(request, run_id, seed, label) {
+  cfg <- .service$cfg
+  args <- list(run_id = run_id, fits_dir = cfg$fits_dir, data = request$data, family = request$family,
+               iter = request$iter, chains = request$chains, seed = seed, model_dir = cfg$model_dir,
+               sampler = cfg$sampler)
+  log_line("queued ", label, " (", nrow(request$data), " rows, iter ", request$iter, " x ", request$chains, " chains)")
+  .service$pool$submit("fit_brms_job", args, key = request$family, label = label)
+}
+
+# A collapsed fit is the engine's work, sent from this process (fit_collapsed.R): no worker process.
+submit_collapsed_fit <- function(request, req, run_id, seed, label) {
+  cfg <- .service$cfg
+  input <- body_file(req, body_format(req))
+  settings <- list(iter = request$iter, chains = request$chains, seed = seed, family = request$family,
+                   observation_model = if (is.na(request$observation_model)) NULL else request$observation_model)
+  args <- list(run_id = run_id, fits_dir = cfg$fits_dir, input = input, settings = settings,
+               response_format = answer_format(req), socket = .service$engine_server$socket,
+               timeout = cfg$engine_timeout_seconds)
+  log_line("queued ", label, sprintf(" (%s body %.1f MB", input$format, file.size(input$path) / 1024^2),
+           ", iter ", request$iter, " x ", request$chains, " chains)")
+  promises::finally(collapsed_submit(.service$collapsed, args, label), function() unlink(input$path))
 }
 
 answer_predict <- function(request, req) {

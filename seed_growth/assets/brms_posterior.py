@@ -1,10 +1,11 @@
 import datetime as dt
 
 import dagster as dg
+import pyarrow.compute as pc
 
 from seed_growth.assets.week import FIT_RUN_ID, NO_FIT, open_scored_week, weekly_asset
 from seed_growth.growth.convergence import convergence_problems
-from seed_growth.reporting import growth_curve_markdown, rounded
+from seed_growth.reporting import growth_curve_markdown, observed_weekly_means, rounded
 from seed_growth.resources import (
     GrowthSettingsResource,
     PlumberAuthError,
@@ -40,16 +41,15 @@ def brms_posterior(
     the fit it produced (metadata ``fit_run_id``), which the convergence check and weekly_kpi_P use. If the
     service cannot fit, nothing is stored, ``fit_run_id`` is ``none``, the convergence check fails and
     weekly_kpi_P falls back. A refused BRMS_PLUMBER_TOKEN fails the step (a configuration error)."""
-    week = open_scored_week(context, postgres, growth_settings)
+    week = open_scored_week(context, postgres, growth_settings, scores_sql.read_fit_rows)
     settings, window, scores = week.settings, week.window, week.scores
     as_of, lookback = window.as_of_week, window.lookback_weeks
-    with postgres.connect() as conn:
-        weekly_means = scores_sql.weekly_scores_overview(conn, as_of)
+    weekly_means = observed_weekly_means(scores)
     engine = settings.fit_engine
+    students = pc.call_function("count_distinct", [scores.column("student")]).as_py()
     context.log.info(
-        f"fitting {scores['student'].nunique()} students x {lookback} weeks: family={settings.family} "
-        f"engine={engine} iter={settings.iter} chains={settings.chains} "
-        f"observation_model={settings.fit_observation_model}"
+        f"fitting {students} students x {lookback} weeks: family={settings.family} engine={engine} "
+        f"iter={settings.iter} chains={settings.chains} observation_model={settings.fit_observation_model}"
     )
     lock = fit_lock_name(as_of)
     with postgres.connect() as lock_conn, schema_sql.advisory_lock(lock_conn, lock) as locked:

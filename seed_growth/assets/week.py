@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import dagster as dg
-import pandas as pd
 import psycopg
 
 from seed_growth.partitions import weekly_partitions
@@ -27,11 +27,15 @@ class Week:
     window: ScoreWindow
 
 
+#: what an asset reads of a partition's weekly_scores rows (all of them, the fit's columns, the students)
+Scores = TypeVar("Scores")
+
+
 @dataclasses.dataclass(frozen=True)
-class ScoredWeek(Week):
+class ScoredWeek(Week, Generic[Scores]):
     """A partition whose weekly_scores rows exist: the window is the one they were scored with."""
 
-    scores: pd.DataFrame
+    scores: Scores
 
 
 def open_week(context: dg.AssetExecutionContext, growth_settings: GrowthSettingsResource) -> Week:
@@ -44,17 +48,21 @@ def open_week(context: dg.AssetExecutionContext, growth_settings: GrowthSettings
 
 
 def open_scored_week(
-    context: dg.AssetExecutionContext, postgres: PostgresResource, growth_settings: GrowthSettingsResource
-) -> ScoredWeek:
-    """As :func:`open_week`, with the partition's weekly_scores rows and the lookback they were scored
+    context: dg.AssetExecutionContext,
+    postgres: PostgresResource,
+    growth_settings: GrowthSettingsResource,
+    read: Callable[[psycopg.Connection, dt.date], Scores],
+) -> ScoredWeek[Scores]:
+    """As :func:`open_week`, with what ``read`` takes of the partition's weekly_scores rows (an asset reads
+    only what it needs: at a million students the rows are gigabytes) and the lookback they were scored
     with; fails the step when weekly_scores holds none for the week."""
     week = open_week(context, growth_settings)
     as_of = week.window.as_of_week
     with postgres.connect() as conn:
-        scores = scores_sql.read_weekly_scores(conn, as_of)
         lookback = scores_sql.weekly_scores_lookback(conn, as_of)
-    if scores.empty or lookback is None:
-        raise dg.Failure(f"weekly_scores holds no rows for {as_of}: materialize weekly_scores for this week first")
+        if lookback is None:
+            raise dg.Failure(f"weekly_scores holds no rows for {as_of}: materialize weekly_scores for this week first")
+        scores = read(conn, as_of)
     return ScoredWeek(week.settings, ScoreWindow(as_of, lookback), scores)
 
 

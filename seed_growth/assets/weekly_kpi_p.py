@@ -15,6 +15,7 @@ from seed_growth.resources import (
 )
 from seed_growth.sql import fits as fits_sql
 from seed_growth.sql import kpi as kpi_sql
+from seed_growth.sql import scores as scores_sql
 
 
 @weekly_asset(deps=["brms_posterior"], kinds={"postgres"})
@@ -30,17 +31,16 @@ def weekly_kpi_P(
     otherwise from the normal approximation (empirical Bayes). The week's fit is the one brms_posterior's
     latest materialization of the week produced (none if that fit failed, whatever older fits are stored);
     metadata ``fit_source`` says which."""
-    week = open_scored_week(context, postgres, growth_settings)
-    settings, window, scores = week.settings, week.window, week.scores
+    week = open_scored_week(context, postgres, growth_settings, scores_sql.read_week_students)
+    settings, window, students = week.settings, week.window, week.scores.students
     as_of = window.as_of_week
     with postgres.connect() as conn:
         student_goals = kpi_sql.read_student_goals(conn)
         chosen = week_fit(context.instance, conn, as_of)
         fit = chosen.fit
-        fit_students = fits_sql.read_student_posterior(conn, fit["run_id"]) if fit else None
     context.log.info(f"the week's fit: {chosen.source}")
     targets = goal_targets(
-        scores["student"],
+        students,
         window,
         goal_score=settings.goal_score,
         horizon_weeks=settings.goal_horizon_weeks,
@@ -55,12 +55,21 @@ def weekly_kpi_P(
         # one row per target, in the targets' order (the resource checks it)
         return pd.Series(answer.probabilities_frame()["p"].to_numpy(), index=targets.index), answer.method
 
+    def read_scores() -> pd.DataFrame:  # the rows, for the normal approximation only
+        with postgres.connect() as conn:
+            return scores_sql.read_weekly_scores(conn, as_of)
+
+    def read_fit_students(run_id: str) -> pd.DataFrame:  # when the service cannot be asked
+        with postgres.connect() as conn:
+            return fits_sql.read_student_posterior(conn, run_id)
+
     estimate = estimate_p(
-        scores,
+        week.scores.n_rows,
+        read_scores,
         targets,
         use_bayesian=settings.use_bayesian,
         fit=fit,
-        fit_students=fit_students,
+        read_fit_students=read_fit_students,
         predict_prob=predict_prob,
         service_errors=(PlumberError,),
         observation_model=settings.observation_model,
@@ -68,7 +77,7 @@ def weekly_kpi_P(
     for warning in estimate.warnings:
         context.log.warning(warning)
     probabilities = targets.assign(P=estimate.p)
-    validate_probabilities(probabilities, expected_students=scores["student"])
+    validate_probabilities(probabilities, expected_students=students)
     payloads = kpi_payloads(probabilities, method=estimate.method, run_id=estimate.run_id, as_of_week=as_of)
     with postgres.connect() as conn, conn.transaction():
         written = kpi_sql.merge_kpis(conn, as_of, payloads.per_student, payloads.shared)

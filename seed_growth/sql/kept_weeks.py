@@ -34,17 +34,21 @@ import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from seed_growth.settings import SourceRelation
+from seed_growth.sql import scores as scores_sql
 from seed_growth.sql.schema import fetch_one, relation_sql
 from seed_growth.window import ScoreWindow
 
 # Per transaction (SET LOCAL): aggregating a week of ~100,000 students and sorting a partition of ~1 M rows
 # stay in memory instead of spilling to disk at PostgreSQL's default of 4 MB.
 WORK_MEM = "128MB"
+#: the partition's primary key is built in one sort: in memory up to a million students (10.9 M rows)
+INDEX_BUILD_MEM = "512MB"
 
 REUSE, AGGREGATE = "reuse", "aggregate"
 
@@ -299,29 +303,34 @@ def aggregate_week(
         )
 
 
+def kept_week_rows(source_key: int, window: ScoreWindow) -> tuple[sql.SQL, dict[str, Any]]:
+    """The SELECT of a partition's weekly_scores rows (the table's columns, in order) from the kept weeks
+    of its window, and its parameters."""
+    query = sql.SQL(
+        """SELECT %(as_of)s::date, c.user_id, (c.week_start - %(start)s::date) / 7, c.week_start,
+                  c.n_attempts, c.n_correct, c.n_correct::float8 / c.n_attempts, %(lookback)s
+           FROM weekly_attempt_counts AS c
+           WHERE c.source_id = %(source_id)s AND c.week_start >= %(start)s AND c.week_start < %(end)s"""
+    )
+    params = {
+        "as_of": window.as_of_week,
+        "start": window.start,
+        "end": window.end,
+        "lookback": window.lookback_weeks,
+        "source_id": source_key,
+    }
+    return query, params
+
+
 def assemble_weekly_scores(conn: psycopg.Connection, source_key: int, window: ScoreWindow) -> int:
     """Replace the partition's weekly_scores rows by the kept weeks of its window, in one transaction
-    (inserted in primary-key order: the index is then filled left to right). Returns the rows written."""
+    (see :func:`seed_growth.sql.scores.swap_in_partition`). Returns the rows written."""
     _require_no_transaction(conn)
     with conn.transaction():
         conn.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
-        conn.execute("DELETE FROM weekly_scores WHERE as_of_week = %s", (window.as_of_week,))
-        return conn.execute(
-            """INSERT INTO weekly_scores
-                   (as_of_week, user_id, week, week_start, n_attempts, n_correct, score, lookback_weeks)
-               SELECT %(as_of)s, c.user_id, (c.week_start - %(start)s::date) / 7, c.week_start,
-                      c.n_attempts, c.n_correct, c.n_correct::float8 / c.n_attempts, %(lookback)s
-               FROM weekly_attempt_counts AS c
-               WHERE c.source_id = %(source_id)s AND c.week_start >= %(start)s AND c.week_start < %(end)s
-               ORDER BY c.user_id, c.week_start""",
-            {
-                "as_of": window.as_of_week,
-                "start": window.start,
-                "end": window.end,
-                "lookback": window.lookback_weeks,
-                "source_id": source_key,
-            },
-        ).rowcount
+        conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (INDEX_BUILD_MEM,))
+        rows, params = kept_week_rows(source_key, window)
+        return scores_sql.swap_in_partition(conn, window.as_of_week, rows, params)
 
 
 # ------------------------------------------------------------------------------------------ a partition

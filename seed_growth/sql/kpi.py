@@ -103,13 +103,14 @@ def _refuse_non_finite(kpis: pd.DataFrame) -> None:
                 raise ValueError(f"{bad} values of KPI {name!r} are not finite numbers (NaN or infinite)")
 
 
-def read_kpi_p(conn: psycopg.Connection, week_start: dt.date) -> pd.DataFrame:
+def kpi_p_methods(conn: psycopg.Connection, week_start: dt.date) -> dict[str, int]:
+    """How many of the week's P came by each method (``P_method``), most first."""
     rows = conn.execute(
-        """SELECT user_id, (kpis->>'P')::float8, kpis->>'P_method' FROM weekly_kpi
-           WHERE week_start = %s AND kpis ? 'P'""",
+        """SELECT coalesce(kpis->>'P_method', 'none'), count(*) FROM weekly_kpi
+           WHERE week_start = %s AND kpis ? 'P' GROUP BY 1 ORDER BY 2 DESC, 1""",
         (week_start,),
     ).fetchall()
-    return pd.DataFrame(rows, columns=["student", "P", "method"])
+    return {method: count for method, count in rows}
 
 
 def kpi_p_coverage(conn: psycopg.Connection, week_start: dt.date) -> dict[str, int]:

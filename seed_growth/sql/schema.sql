@@ -3,6 +3,18 @@
 -- here; demo_schema.sql creates a local table of that shape.
 
 -- weekly_scores: per student and week, the share of correct attempts, for one as-of week (partition).
+-- Partitioned by as_of_week, a table per week (weekly_scores_pYYYYMMDD): a week's rows are written into a
+-- table of their own, indexed once, and swapped in (scores.py, swap_in_partition), twice as fast as filling
+-- the primary key row by row. Rows of a week without its own table (written by other means) go to
+-- weekly_scores_default.
+-- A weekly_scores of earlier versions (one table) is converted once, its rows moved to a table per week.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('weekly_scores') AND relkind = 'r') THEN
+        ALTER TABLE weekly_scores RENAME TO weekly_scores_unpartitioned;
+        ALTER INDEX weekly_scores_pkey RENAME TO weekly_scores_unpartitioned_pkey;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS weekly_scores (
     as_of_week      date             NOT NULL,             -- partition key (a Monday, UTC)
     user_id         text             NOT NULL,
@@ -13,7 +25,21 @@ CREATE TABLE IF NOT EXISTS weekly_scores (
     score           double precision NOT NULL CHECK (score >= 0 AND score <= 1),
     lookback_weeks  integer          NOT NULL CHECK (lookback_weeks > 0),
     PRIMARY KEY (as_of_week, user_id, week)
-);
+) PARTITION BY LIST (as_of_week);
+CREATE TABLE IF NOT EXISTS weekly_scores_default PARTITION OF weekly_scores DEFAULT;
+DO $$
+DECLARE
+    week date;
+BEGIN
+    IF to_regclass('weekly_scores_unpartitioned') IS NOT NULL THEN
+        FOR week IN SELECT DISTINCT as_of_week FROM weekly_scores_unpartitioned LOOP
+            EXECUTE format('CREATE TABLE %I PARTITION OF weekly_scores FOR VALUES IN (%L)',
+                           'weekly_scores_p' || to_char(week, 'YYYYMMDD'), week);
+        END LOOP;
+        INSERT INTO weekly_scores SELECT * FROM weekly_scores_unpartitioned;
+        DROP TABLE weekly_scores_unpartitioned;
+    END IF;
+END $$;
 
 -- growth_brms_meta: one row per fit of the growth model.
 CREATE TABLE IF NOT EXISTS growth_brms_meta (

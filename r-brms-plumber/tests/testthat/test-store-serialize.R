@@ -88,20 +88,52 @@ test_that("the engine's answers map to 400, 404 and 500 with its message", {
   expect_match(status_of(engine_answer(500L, "not json", "/fit"))[2], "the collapsed engine's fit failed: not json")
 })
 
-test_that("an engine that does not answer is a 503; one past its timeout a 500", {
+test_that("an engine that does not answer is a 503 once `wait` is over; one past its timeout a 500", {
   status_of <- function(expr) tryCatch(force(expr), growth_http_error = function(e) e$status)
   socket <- tempfile("no-engine-", fileext = ".sock")
-  expect_equal(status_of(engine_request(socket, "/fit", list(run_id = "x"), wait = 1)), 503L)
+  started <- Sys.time()
+  failed <- settle(engine_request_async(socket, "/fit", list(run_id = "x"), wait = 1))
+  expect_s3_class(failed, "growth_http_error")
+  expect_equal(failed$status, 503L)
+  expect_gte(as.numeric(difftime(Sys.time(), started, units = "secs")), 1)
   expect_equal(status_of(engine_failed(socket, "/fit", 4, "Operation timed out after 4000 ms", "")), 500L)
 })
 
-test_that("an engine answer is served as the file it wrote, Arrow bytes or JSON text", {
-  path <- tempfile()
-  writeBin(as.raw(c(0xff, 0x00, 0x10)), path)
-  expect_equal(unclass(engine_file_answer(path, "arrow")), as.raw(c(0xff, 0x00, 0x10)))
-  expect_s3_class(engine_file_answer(path, "arrow"), "growth_arrow")
-  writeLines('{"a": 0.12345678901234567}', path)
-  expect_match(unclass(engine_file_answer(path, "json")), "0.12345678901234567", fixed = TRUE)
+# A stand-in for plumber's response object: what the serializer sets on it.
+fake_response <- function() {
+  res <- new.env()
+  res$headers <- list()
+  res$setHeader <- function(name, value) res$headers[[name]] <- value
+  res$toResponse <- function() list(headers = res$headers, body = res$body)
+  res
+}
+
+test_that("an engine answer is served as the file it wrote, streamed by httpuv (never read into R)", {
+  serialize <- serializer_growth_json()
+  arrow <- serialize(engine_file_answer("/x/answer.arrow", "arrow"), list(), fake_response(), stop)
+  expect_equal(arrow$body, list(file = "/x/answer.arrow", owned = FALSE))
+  expect_equal(arrow$headers$`Content-Type`, ARROW_MEDIA_TYPE)
+  json <- serialize(engine_file_answer("/x/answer.json", "json", owned = TRUE), list(), fake_response(), stop)
+  expect_equal(json$body, list(file = "/x/answer.json", owned = TRUE))
+  expect_equal(json$headers$`Content-Type`, "application/json")
+  expect_equal(serialize(list(a = 1), list(), fake_response(), stop)$body, '{"a":1}')
+})
+
+test_that("a body written to a file is dropped from the request (plumber keeps it four times)", {
+  body <- charToRaw("arrow bytes")
+  req <- new.env()
+  req$bodyRaw <- body
+  req$body <- body
+  req$argsBody <- list(body)
+  req$args <- c(list(a = 1), list(body))
+  input <- body_file(req, "arrow")
+  on.exit(unlink(input$path))
+  expect_equal(readBin(input$path, "raw", 100), body)
+  expect_true(endsWith(input$path, ".arrow"))
+  expect_null(req$bodyRaw)
+  expect_null(req$body)
+  expect_null(req$argsBody)
+  expect_equal(req$args, list(a = 1))
 })
 
 test_that("bodies are JSON or Arrow by Content-Type, each with its own size limit", {
