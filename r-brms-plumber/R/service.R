@@ -144,9 +144,10 @@ parsed_request <- function(req, validator) {
   if (length(raw) <= INLINE_PARSE_MAX_BYTES || is.null(.service$parser)) {
     return(match.fun(validator)(parse_json_raw(raw)))
   }
-  # handed over as a file (no serialization of the body in this process)
+  # handed over as a file (no serialization of the body in this process). One writeBin, not
+  # write_raw_file's slices: their collections hold up /health (0.9 s instead of 0.6 s for 50 MB)
   path <- tempfile("body-", fileext = ".json")
-  write_raw_file(raw, path)
+  writeBin(raw, path)
   promises::finally(
     .service$parser$submit("parse_request_job", list(path = path, validator = validator),
                            label = sprintf("parsing a %.1f MB body", length(raw) / 1024^2)),
