@@ -421,9 +421,7 @@ def _scores_table(rows: pa.Table) -> pa.Table:
     """The fit's data as the Arrow body: student dictionary-encoded (12 weeks of one id cost one string),
     with one dictionary for the whole column (encoding Arrow's chunks one by one repeats it per chunk:
     gigabytes at a million students)."""
-    students = rows.column("student").combine_chunks().dictionary_encode()
-    if students.indices.type != pa.int32():
-        students = pa.DictionaryArray.from_arrays(students.indices.cast(pa.int32()), students.dictionary)
+    students = rows.column("student").combine_chunks().dictionary_encode()  # int32 indices
     # one record batch: a table read from the database comes in hundreds of chunks, and a body of hundreds
     # of batches costs the engine copies its memory-mapped single batch does not (0.8 GB more at a million)
     return pa.table({"student": students, "week": rows.column("week").combine_chunks(),
