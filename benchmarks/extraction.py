@@ -11,7 +11,9 @@ platform's log does. The as-of week W is the last of the 12 weeks.
 
 Timed (``kept_weeks.extract_weekly_scores``, wall time of the call; median of ``--repeats``):
 
-- ``weekly``: the Monday run of week W after the run of W-1: the 12 weeks W-12 .. W-1 are kept (W-12
+- ``weekly``: the Monday run of week W after the run of W-1, as the asset runs it (``connections=2``: the
+  new weeks aggregated on a second connection while the first detects and writes the kept weeks' rows) and
+  on one connection, interleaved repeat by repeat: the 12 weeks W-12 .. W-1 are kept (W-12
   empty), week W is new. The span is the whole call: the source's definition and the bookkeeping, the
   detection query over the 10 kept weeks that could be reused, aggregating W (new) and W-1
   (REAGGREGATE_RECENT_WEEKS=2; with ``recent=1`` only W), and assembling the partition's ~1 M weekly_scores
@@ -214,8 +216,10 @@ def run_benchmark(
         attempt_size=size,
     )
 
-    def extract(w: ScoreWindow, recent: int, rebuild: bool = False):
-        return kept_sql.extract_weekly_scores(conn, source, w, recent_weeks=recent, rebuild=rebuild)
+    def extract(w: ScoreWindow, recent: int, rebuild: bool = False, aggregating=None):
+        return kept_sql.extract_weekly_scores(
+            conn, source, w, recent_weeks=recent, rebuild=rebuild, aggregating=aggregating
+        )
 
     # the run of W-1 keeps W-12 (empty) .. W-1
     first_s, first = timed(lambda: extract(previous, recent=0))
@@ -234,15 +238,28 @@ def run_benchmark(
         conn.execute("DELETE FROM weekly_scores WHERE as_of_week = %s", (AS_OF,))
         conn.execute("VACUUM ANALYZE weekly_scores")
 
-    for recent in (2, 1):
-        seconds, runs = median_of(repeats, forget_new_week, lambda r=recent: extract(window, r))
-        record(
-            stage="weekly",
-            recent_weeks=recent,
-            seconds=round(statistics.median(seconds), 2),
-            runs=[round(s, 2) for s in seconds],
-            **breakdown(runs),
-        )
+    # as the asset runs it (a second connection aggregates the new weeks), then on one connection;
+    # interleaved, so both see the same machine
+    with psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True) as second:
+        for recent in (2, 1):
+            measured: dict[int, tuple[list[float], list]] = {1: ([], []), 2: ([], [])}
+            for _ in range(repeats):
+                for connections in (2, 1):
+                    forget_new_week()
+                    s, v = timed(
+                        lambda r=recent, c=connections: extract(window, r, aggregating=second if c == 2 else None)
+                    )
+                    measured[connections][0].append(s)
+                    measured[connections][1].append(v)
+            for connections, (seconds, runs) in measured.items():
+                record(
+                    stage="weekly",
+                    recent_weeks=recent,
+                    connections=connections,
+                    seconds=round(statistics.median(seconds), 2),
+                    runs=[round(s, 2) for s in seconds],
+                    **breakdown(runs),
+                )
 
     seconds, runs = median_of(repeats, drop_partition, lambda: extract(window, 0))
     record(
@@ -319,7 +336,8 @@ def assemble_options(conn, source_key, window, repeats, record, reset) -> None:
     from seed_growth.sql import kept_weeks as kept_sql
     from seed_growth.sql import scores as scores_sql
 
-    kept_rows, params = kept_sql.kept_week_rows(source_key, window)
+    kept_rows, params = kept_sql.kept_week_rows(source_key, window, [window.monday_of(i) for i in range(WEEKS)])
+    params = {**params, "end": window.end}  # ASSEMBLE's bound
     options = {
         "swap_in_partition: a table of the week's own, its primary key built once, swapped in (chosen)": (
             "128MB",
@@ -394,12 +412,7 @@ def explain(conn, source, source_key, window, path: Path, record) -> None:
     from seed_growth.sql import kept_weeks as kept_sql
 
     mondays = [window.monday_of(i) for i in range(window.lookback_weeks - 2)]
-    detection = sql.SQL(
-        """SELECT w.week_start, f.* FROM unnest(%(mondays)s::date[]) AS w(week_start),
-           LATERAL (SELECT count(*), count(*) FILTER (WHERE a.is_correct), max(a.attempted_at) FROM attempt AS a
-                    WHERE a.attempted_at >= (w.week_start::timestamp AT TIME ZONE 'UTC')
-                      AND a.attempted_at < ((w.week_start + 7)::timestamp AT TIME ZONE 'UTC')) AS f"""
-    )
+    detection = kept_sql.fingerprint_query(source, mondays)
     start = dt.datetime.combine(window.as_of_week, dt.time(0), tzinfo=dt.UTC)
     aggregation = sql.SQL(  # the SELECT of kept_weeks.aggregate_week
         """SELECT a.user_id::text, count(*), count(*) FILTER (WHERE a.is_correct), count(a.is_correct),
@@ -408,7 +421,7 @@ def explain(conn, source, source_key, window, path: Path, record) -> None:
            WHERE a.attempted_at >= %(start_ts)s AND a.attempted_at < %(end_ts)s GROUP BY a.user_id::text"""
     )
     plans = {
-        "detection (10 kept weeks)": (detection, {"mondays": mondays}),
+        "detection (10 kept weeks)": (detection, {}),
         "aggregation of one week": (aggregation, {"start_ts": start, "end_ts": start + dt.timedelta(weeks=1)}),
         "assembling the partition": (
             sql.SQL(ASSEMBLE + " ORDER BY c.user_id, c.week_start"),  # type: ignore[arg-type]

@@ -94,13 +94,14 @@ def scratch_database(admin_url: str):
 class Service:
     """r-brms-plumber started here, with an RSS sampler over its process tree."""
 
-    def __init__(self, model_dir: str, port: int):
+    def __init__(self, model_dir: str, port: int, env: dict[str, str] | None = None):
         self.url = f"http://127.0.0.1:{port}"
         env = {
             **os.environ,
             "BRMS_MODEL_DIR": model_dir,
             "BRMS_PLUMBER_PORT": str(port),
             "BRMS_PLUMBER_HOST": "127.0.0.1",
+            **(env or {}),
         }
         env.pop("BRMS_WARMUP_FAMILIES", None)
         OUT.mkdir(exist_ok=True)

@@ -6,6 +6,7 @@ import datetime as dt
 import random
 
 import dagster as dg
+import psycopg
 import pytest
 
 from seed_growth.settings import GrowthSettings, SettingsError, SourceRelation
@@ -27,10 +28,17 @@ def at(monday: dt.date, hours: float = 10.0) -> dt.datetime:
     return dt.datetime.combine(monday, dt.time(0), tzinfo=dt.UTC) + dt.timedelta(hours=hours)
 
 
-def extract(conn, window=WINDOW, source=None, recent_weeks=1, rebuild=False) -> kept_sql.Extraction:
+def extract(conn, window=WINDOW, source=None, recent_weeks=1, rebuild=False, aggregating=None) -> kept_sql.Extraction:
     return kept_sql.extract_weekly_scores(
-        conn, source or SourceRelation(), window, recent_weeks=recent_weeks, rebuild=rebuild
+        conn, source or SourceRelation(), window, recent_weeks=recent_weeks, rebuild=rebuild, aggregating=aggregating
     )
+
+
+@pytest.fixture
+def second_conn(clean_database):
+    """Another autocommit session of the test database (the weeks aggregated while the kept ones are checked)."""
+    with psycopg.connect(clean_database, autocommit=True) as connection:
+        yield connection
 
 
 def partition_rows(conn, window=WINDOW) -> set[tuple]:
@@ -282,10 +290,13 @@ def test_refuses_to_run_inside_a_transaction(conn):
         extract(conn)
 
 
-def test_results_equal_a_full_aggregation_on_random_data(conn):
+@pytest.mark.parametrize("connections", [1, 2])
+def test_results_equal_a_full_aggregation_on_random_data(conn, second_conn, connections):
     """Property-style, seeded: random students and attempts, then rounds of random changes (late attempts in
     any week, deleted attempts, corrected answers, the as-of week moving on, another lookback); after each
-    round the partition equals a full aggregation from scratch."""
+    round the partition equals a full aggregation from scratch, on one connection or with the new weeks
+    aggregated on a second one."""
+    aggregating = second_conn if connections == 2 else None
     rng = random.Random(20261127)
     users = [f"u{i}" for i in range(30)] + ["O'Neil", "Zoë", " "]
     first_monday = dt.date(2026, 9, 7)
@@ -321,7 +332,7 @@ def test_results_equal_a_full_aggregation_on_random_data(conn):
         elif change == "advance":
             as_of += dt.timedelta(weeks=1)
         window = ScoreWindow(as_of, rng.choice([4, 6, 8]) if change == "lookback" else 6)
-        extraction = extract(conn, window=window, recent_weeks=rng.choice([0, 1, 2]))
+        extraction = extract(conn, window=window, recent_weeks=rng.choice([0, 1, 2]), aggregating=aggregating)
         assert partition_rows(conn, window) == from_scratch(conn, window), f"round {round_}: {change}"
         assert extraction.rows == len(from_scratch(conn, window))
 
@@ -348,7 +359,7 @@ def test_the_asset_records_which_weeks_were_reused_aggregated_and_stale(clean_da
     assert metadata["weeks_aggregated"] == [str(MONDAYS[2]), str(MONDAYS[3])]  # the 2 recent weeks (default)
     assert metadata["weeks_stale"] == {str(OLD_WEEK): "stale: rows 2 -> 3, correct 1 -> 2"}
     assert metadata["settings"]["reaggregate_recent_weeks"] == 2 and metadata["rows"] == 5
-    assert set(metadata["extraction_seconds"]) == {"detect", "aggregate", "assemble"}
+    assert set(metadata["extraction_seconds"]) == {"detect", "aggregate", "assemble", "total"}
     rebuilt = materialize(rebuild_kept_weeks=True, reaggregate_recent_weeks=0)
     assert rebuilt["weeks_reused"] == [] and len(rebuilt["weeks_aggregated"]) == 4
     assert partition_rows(conn) == from_scratch(conn)
@@ -436,3 +447,44 @@ def test_a_failed_swap_leaves_the_week_as_it_was(conn, monkeypatch):
     monkeypatch.undo()
     assert partition_rows(conn) == before
     assert set(partitions(conn)) == {"weekly_scores_default", scores_sql.partition_name(WINDOW.as_of_week)}
+
+
+def test_new_weeks_are_aggregated_on_the_second_connection_and_stale_ones_after_detection(
+    conn, second_conn, monkeypatch
+):
+    some_attempts(conn)
+    extract(conn, aggregating=second_conn)
+    add_attempts(conn, [("late", True, at(OLD_WEEK, 40))])  # makes the oldest kept week stale
+    sessions: dict[dt.date, int] = {}
+    real_aggregate = kept_sql.aggregate_week
+
+    def spy(connection, source, key, definition, monday):
+        sessions[monday] = connection.info.backend_pid
+        return real_aggregate(connection, source, key, definition, monday)
+
+    monkeypatch.setattr(kept_sql, "aggregate_week", spy)
+    second = extract(conn, aggregating=second_conn)
+    assert sessions == {RECENT_WEEK: second_conn.info.backend_pid, OLD_WEEK: conn.info.backend_pid}
+    assert [p.week_start for p in second.weeks_with(kept_sql.AGGREGATE, stale=True)] == [OLD_WEEK]
+    assert partition_rows(conn) == from_scratch(conn)
+    assert second.seconds >= second.assemble_seconds > 0
+
+
+def test_a_failed_aggregation_on_the_second_connection_leaves_the_week_as_it_was(conn, second_conn, monkeypatch):
+    some_attempts(conn)
+    extract(conn, aggregating=second_conn)
+    before = partition_rows(conn)
+    add_attempts(conn, [("late", True, at(RECENT_WEEK, 60))])
+    real_aggregate = kept_sql.aggregate_week
+
+    def fail_on_the_second(connection, *args):
+        if connection is second_conn:
+            raise psycopg.OperationalError("the connection was lost")
+        return real_aggregate(connection, *args)
+
+    monkeypatch.setattr(kept_sql, "aggregate_week", fail_on_the_second)
+    with pytest.raises(psycopg.OperationalError, match="connection was lost"):
+        extract(conn, aggregating=second_conn)
+    assert partition_rows(conn) == before
+    staged = scores_sql.partition_name(WINDOW.as_of_week) + "_new"
+    assert conn.execute("SELECT to_regclass(%s)", (staged,)).fetchone() == (None,)  # rolled back with the rest

@@ -69,7 +69,8 @@ stan_reason <- function(lines) {
 
 finite_or_na <- function(x) if (is.finite(x)) x else NA_real_
 
-# Worker job. args: run_id, data, family, iter, chains, seed, sampler, model_dir, fits_dir, received_at
+# Worker job. args: run_id, data, family, iter, chains, seed, sampler, model_dir, fits_dir, received_at,
+# advice (sampler_advice's text, or NULL)
 fit_brms_job <- function(args) {
   started <- Sys.time()
   family <- args$family
@@ -151,7 +152,7 @@ fit_brms_job <- function(args) {
       total_seconds = as.numeric(difftime(Sys.time(), started, units = "secs")),
       queue_seconds = as.numeric(difftime(started, args$received_at, units = "secs")),
       model_source = template$source,
-      warnings = as.list(unique(warnings)),
+      warnings = as.list(unique(c(args$advice, warnings))),
       parameters = conv$parameters
     )
   )

@@ -262,10 +262,13 @@ submit_fit <- function(request, req) {
 # A brms fit runs in a worker process (the pool starts one if none is running).
 submit_brms_fit <- function(request, run_id, seed, label) {
   cfg <- .service$cfg
+  # too few draws for this cohort is said now, before sampling, and again in the answer
+  advice <- sampler_advice(length(unique(request$data$student)), request$iter, request$chains, request$family)
   args <- list(run_id = run_id, fits_dir = cfg$fits_dir, data = request$data, family = request$family,
                iter = request$iter, chains = request$chains, seed = seed, model_dir = cfg$model_dir,
-               sampler = cfg$sampler)
+               sampler = cfg$sampler, advice = advice)
   log_line("queued ", label, " (", nrow(request$data), " rows, iter ", request$iter, " x ", request$chains, " chains)")
+  if (!is.null(advice)) log_line("warning: ", label, ": ", advice)
   .service$pool$submit("fit_brms_job", args, key = request$family, label = label)
 }
 

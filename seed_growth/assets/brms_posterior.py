@@ -107,6 +107,8 @@ def brms_posterior(
         students = fit.students_frame().rename(columns={"student": "user_id"})
         with postgres.connect() as conn, conn.transaction():
             fits_sql.insert_fit(conn, row, students)
+    for warning in fit.diagnostics.warnings:
+        context.log.warning(f"fit {fit.run_id}: the service warns: {warning}")
     for problem in problems:
         context.log.warning(f"fit {fit.run_id} did not converge: {problem}")
 

@@ -97,6 +97,7 @@ class Diagnostics(_Lenient):
     compile_seconds: float = 0.0
     total_seconds: float | None = None
     parameters: dict[str, dict[str, float | None]] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)  # the service's, e.g. too few draws for the cohort
 
 
 class FitModel(_Lenient):

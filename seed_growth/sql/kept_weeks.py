@@ -7,14 +7,16 @@ A run of a partition (``extract_weekly_scores``):
 1. plans each week of the window (``plan_weeks``): aggregate it when it is not kept yet, is one of the
    ``recent_weeks`` most recent weeks of the window (late attempts), the rebuild was asked for, or the
    source no longer matches what was kept; otherwise reuse it;
-2. finds the stale kept weeks with one query over the source (``source_fingerprints``): per week, its row
+2. aggregates the weeks that need it whatever the source says (``aggregate_week``, each in a transaction
+   of its own: the fingerprint and the counts come from one scan of the week, so they agree), on a second
+   connection when it is given, while the first one goes on;
+3. finds the stale kept weeks with one query over the source (``source_fingerprints``): per week, its row
    count, correct answers and latest attempt time (an index-only scan given an index on the time column
    that includes the answer), compared with the fingerprint taken when the week was aggregated, and the
-   relation's definition (view text, column types) compared with the one it was aggregated under;
-3. re-aggregates each such week in a transaction of its own (``aggregate_week``: the fingerprint and the
-   counts come from one scan of the week, so they agree);
+   relation's definition (view text, column types) compared with the one it was aggregated under; and
+   re-aggregates each such week;
 4. replaces the partition's weekly_scores rows from the kept weeks in one transaction
-   (``assemble_weekly_scores``).
+   (``assemble_weekly_scores``): the reused weeks' rows first, then, once step 2 is done, the others'.
 
 The whole run holds a PostgreSQL advisory lock per source, so runs of two partitions at once (a backfill)
 do not aggregate the same week twice at the same time.
@@ -31,8 +33,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -98,14 +102,16 @@ class WeekPlan:
 
 @dataclasses.dataclass(frozen=True)
 class Extraction:
-    """What a partition's extraction did: the weekly_scores rows written, each week's plan, and the seconds
-    spent finding stale weeks, aggregating weeks and assembling the partition's rows."""
+    """What a partition's extraction did: the weekly_scores rows written, each week's plan, the seconds
+    spent finding stale weeks, aggregating weeks (on either connection) and assembling the partition's rows
+    (waiting for the weeks aggregated meanwhile included), and the run's wall time."""
 
     rows: int
     weeks: tuple[WeekPlan, ...]
     detect_seconds: float
     aggregate_seconds: float
     assemble_seconds: float
+    seconds: float
 
     def weeks_with(self, action: str, *, stale: bool | None = None) -> list[WeekPlan]:
         return [w for w in self.weeks if w.action == action and (stale is None or w.stale == stale)]
@@ -197,30 +203,35 @@ def source_definition(conn: psycopg.Connection, source: SourceRelation) -> str:
     return row[0]
 
 
+def fingerprint_query(source: SourceRelation, mondays: Sequence[dt.date]) -> sql.Composed:
+    """The query of :func:`source_fingerprints`: per week of ``mondays`` (at least one), a range scan on the
+    time column (index-only when an index on it includes the answer column), each a branch of one UNION ALL,
+    which PostgreSQL shares among its parallel workers (Parallel Append)."""
+    week = sql.SQL(
+        """SELECT {monday}::date, count(*), count(*) FILTER (WHERE a.{correct}), max(a.{time})
+           FROM {relation} AS a WHERE a.{time} >= {lower} AND a.{time} < {upper}"""
+    )
+    branches = [
+        week.format(
+            monday=sql.Literal(monday),
+            correct=sql.Identifier(source.correct_column),
+            time=sql.Identifier(source.time_column),
+            relation=relation_sql(source.relation),
+            lower=sql.Literal(_utc_midnight(monday)),
+            upper=sql.Literal(_utc_midnight(monday + dt.timedelta(weeks=1))),
+        )
+        for monday in mondays
+    ]
+    return sql.SQL("\nUNION ALL\n").join(branches)
+
+
 def source_fingerprints(
     conn: psycopg.Connection, source: SourceRelation, mondays: Sequence[dt.date]
 ) -> dict[dt.date, Fingerprint]:
-    """The source's present fingerprint of each week in ``mondays``, in one query: a range scan per week
-    on the time column (index-only when an index on it includes the answer column)."""
+    """The source's present fingerprint of each week in ``mondays``, in one query."""
     if not mondays:
         return {}
-    query = sql.SQL(
-        """
-        SELECT w.week_start, f.n_rows, f.n_correct, f.max_time
-        FROM unnest(%(mondays)s::date[]) AS w(week_start),
-             LATERAL (SELECT count(*) AS n_rows, count(*) FILTER (WHERE a.{correct}) AS n_correct,
-                             max(a.{time}) AS max_time
-                      FROM {relation} AS a
-                      WHERE a.{time} >= {lower} AND a.{time} < {upper}) AS f
-        """
-    ).format(
-        correct=sql.Identifier(source.correct_column),
-        time=sql.Identifier(source.time_column),
-        relation=relation_sql(source.relation),
-        lower=sql.SQL("(w.week_start::timestamp AT TIME ZONE 'UTC')"),
-        upper=sql.SQL("((w.week_start + 7)::timestamp AT TIME ZONE 'UTC')"),
-    )
-    rows = conn.execute(query, {"mondays": list(mondays)}).fetchall()
+    rows = conn.execute(fingerprint_query(source, mondays)).fetchall()
     return {monday: Fingerprint(n_rows, n_correct, max_time) for monday, n_rows, n_correct, max_time in rows}
 
 
@@ -287,7 +298,7 @@ def aggregate_week(
         time=sql.Identifier(source.time_column),
         relation=relation_sql(source.relation),
     )
-    start = dt.datetime.combine(monday, dt.time(0), tzinfo=dt.UTC)
+    start = _utc_midnight(monday)
     with conn.transaction():
         conn.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
         conn.execute("DELETE FROM weekly_attempt_counts WHERE source_id = %s AND week_start = %s", (source_key, monday))
@@ -303,64 +314,126 @@ def aggregate_week(
         )
 
 
-def kept_week_rows(source_key: int, window: ScoreWindow) -> tuple[sql.SQL, dict[str, Any]]:
+def kept_week_rows(source_key: int, window: ScoreWindow, mondays: Sequence[dt.date]) -> tuple[sql.SQL, dict[str, Any]]:
     """The SELECT of a partition's weekly_scores rows (the table's columns, in order) from the kept weeks
-    of its window, and its parameters."""
+    ``mondays`` of its window, and its parameters."""
     query = sql.SQL(
         """SELECT %(as_of)s::date, c.user_id, (c.week_start - %(start)s::date) / 7, c.week_start,
                   c.n_attempts, c.n_correct, c.n_correct::float8 / c.n_attempts, %(lookback)s
            FROM weekly_attempt_counts AS c
-           WHERE c.source_id = %(source_id)s AND c.week_start >= %(start)s AND c.week_start < %(end)s"""
+           WHERE c.source_id = %(source_id)s AND c.week_start = ANY(%(mondays)s::date[])"""
     )
     params = {
         "as_of": window.as_of_week,
         "start": window.start,
-        "end": window.end,
         "lookback": window.lookback_weeks,
         "source_id": source_key,
+        "mondays": [m for m in mondays if window.start <= m < window.end],
     }
     return query, params
 
 
-def assemble_weekly_scores(conn: psycopg.Connection, source_key: int, window: ScoreWindow) -> int:
+def assemble_weekly_scores(
+    conn: psycopg.Connection,
+    source_key: int,
+    window: ScoreWindow,
+    *,
+    reused: Sequence[dt.date],
+    aggregated: Callable[[], Sequence[dt.date]] = lambda: (),
+) -> int:
     """Replace the partition's weekly_scores rows by the kept weeks of its window, in one transaction
-    (see :func:`seed_growth.sql.scores.swap_in_partition`). Returns the rows written."""
+    (a staged table swapped in: :func:`seed_growth.sql.scores.swap_in_staged_partition`). The rows of the
+    ``reused`` weeks are written first; ``aggregated`` then waits for the weeks being aggregated meanwhile
+    (on another connection) and returns them, and their rows follow. Returns the rows written."""
     _require_no_transaction(conn)
     with conn.transaction():
         conn.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
         conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (INDEX_BUILD_MEM,))
-        rows, params = kept_week_rows(source_key, window)
-        return scores_sql.swap_in_partition(conn, window.as_of_week, rows, params)
+        staging = scores_sql.create_staged_partition(conn, window.as_of_week)
+        written = 0
+        for mondays in (lambda: reused, aggregated):
+            # READ COMMITTED: each INSERT sees the weeks committed by the other connection before it starts
+            rows, params = kept_week_rows(source_key, window, mondays())
+            written += conn.execute(sql.SQL("INSERT INTO {} {}").format(staging, rows), params).rowcount
+        scores_sql.swap_in_staged_partition(conn, window.as_of_week)
+    return written
 
 
 # ------------------------------------------------------------------------------------------ a partition
 
 
 def extract_weekly_scores(
-    conn: psycopg.Connection, source: SourceRelation, window: ScoreWindow, *, recent_weeks: int, rebuild: bool = False
+    conn: psycopg.Connection,
+    source: SourceRelation,
+    window: ScoreWindow,
+    *,
+    recent_weeks: int,
+    rebuild: bool = False,
+    aggregating: psycopg.Connection | None = None,
 ) -> Extraction:
-    """The partition's weekly_scores rows from the kept weeks, aggregating from the source only the weeks
-    that need it (see the module's docstring). ``conn`` must be outside a transaction (autocommit): each
-    week is written in a transaction of its own, then the partition's rows in one."""
+    """The partition's rows from the kept weeks, aggregating from the source only the weeks that need it
+    (see the module's docstring). ``conn`` must be outside a transaction (autocommit): each week is written
+    in a transaction of its own, then the partition's rows in one.
+
+    With a second connection ``aggregating`` (autocommit), the weeks aggregated whatever the source says
+    (new, recent, rebuilt, under another definition) are aggregated on it while ``conn`` runs the stale
+    detection and writes the reused weeks' rows: the two database processes use two cores."""
     if recent_weeks < 0:
         raise ValueError(f"recent_weeks must be >= 0, got {recent_weeks}")
     _require_no_transaction(conn)
+    if aggregating is not None:
+        _require_no_transaction(aggregating)
     key = source_id(conn, source)
-    with _source_lock(conn, key):
+    with _source_lock(conn, key), ThreadPoolExecutor(max_workers=1) as pool:
         started = time.perf_counter()
         definition = source_definition(conn, source)
         kept = kept_weeks(conn, key, window)
-        mondays = weeks_to_check(window, kept, definition, recent_weeks=recent_weeks, rebuild=rebuild)
-        fingerprints = source_fingerprints(conn, source, mondays)
+        checked = weeks_to_check(window, kept, definition, recent_weeks=recent_weeks, rebuild=rebuild)
+        known = [m for m in (window.monday_of(i) for i in range(window.lookback_weeks)) if m not in checked]
+        aggregate = functools.partial(aggregate_weeks, source=source, source_key=key, definition=definition)
+        # the weeks aggregated whatever the source says: meanwhile on the second connection, else first
+        pending = pool.submit(aggregate, aggregating, known) if aggregating else _done(aggregate(conn, known))
+        detecting = time.perf_counter()
+        fingerprints = source_fingerprints(conn, source, checked)
         plans = plan_weeks(window, kept, fingerprints, definition, recent_weeks=recent_weeks, rebuild=rebuild)
         detected = time.perf_counter()
-        for plan in plans:
-            if plan.action == AGGREGATE:
-                aggregate_week(conn, source, key, definition, plan.week_start)
-        aggregated = time.perf_counter()
-        rows = assemble_weekly_scores(conn, key, window)
+        stale = [p.week_start for p in plans if p.action == AGGREGATE and p.week_start not in known]
+        stale_seconds = aggregate(conn, stale)
+        reused = [p.week_start for p in plans if p.action == REUSE]
+        assembling = time.perf_counter()
+        rows = assemble_weekly_scores(
+            conn, key, window, reused=reused, aggregated=lambda: _when_done(pending, [*known, *stale])
+        )
         assembled = time.perf_counter()
-    return Extraction(rows, tuple(plans), detected - started, aggregated - detected, assembled - aggregated)
+    return Extraction(
+        rows,
+        tuple(plans),
+        detect_seconds=detected - detecting,
+        aggregate_seconds=pending.result() + stale_seconds,
+        assemble_seconds=assembled - assembling,
+        seconds=assembled - started,
+    )
+
+
+def aggregate_weeks(
+    conn: psycopg.Connection, mondays: Sequence[dt.date], *, source: SourceRelation, source_key: int, definition: str
+) -> float:
+    """:func:`aggregate_week` each of ``mondays`` in turn; returns the seconds it took."""
+    started = time.perf_counter()
+    for monday in mondays:
+        aggregate_week(conn, source, source_key, definition, monday)
+    return time.perf_counter() - started
+
+
+def _when_done(pending: Future[float], mondays: list[dt.date]) -> list[dt.date]:
+    pending.result()  # raises what the other connection raised: the partition is then left as it was
+    return mondays
+
+
+def _done(value: float) -> Future[float]:
+    future: Future[float] = Future()
+    future.set_result(value)
+    return future
 
 
 @contextmanager
@@ -384,6 +457,10 @@ def _require_no_transaction(conn: psycopg.Connection) -> None:
             "the kept-weeks extraction writes in transactions of its own: call it on an autocommit "
             "connection, outside a transaction"
         )
+
+
+def _utc_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
 
 
 def _iso(moment: dt.datetime | None) -> str:
