@@ -339,7 +339,7 @@ def assemble_options(conn, source_key, window, repeats, record, reset) -> None:
     kept_rows, params = kept_sql.kept_week_rows(source_key, window, [window.monday_of(i) for i in range(WEEKS)])
     params = {**params, "end": window.end}  # ASSEMBLE's bound
     options = {
-        "swap_in_partition: a table of the week's own, its primary key built once, swapped in (chosen)": (
+        "swap_in_staged_partition: a table of the week's own, its primary key built once, swapped in (chosen)": (
             "128MB",
             "swap",
         ),
@@ -360,7 +360,9 @@ def assemble_options(conn, source_key, window, repeats, record, reset) -> None:
             with conn.transaction():
                 conn.execute("SELECT set_config('work_mem', %s, true)", (work_mem,))
                 if statement == "swap":
-                    scores_sql.swap_in_partition(conn, window.as_of_week, kept_rows, params)
+                    staging = scores_sql.create_staged_partition(conn, window.as_of_week)
+                    conn.execute(sql.SQL("INSERT INTO {} {}").format(staging, kept_rows), params)
+                    scores_sql.swap_in_staged_partition(conn, window.as_of_week)
                 elif statement == "staging":
                     conn.execute("CREATE UNLOGGED TABLE staging_scores (LIKE weekly_scores)")
                     conn.execute(ASSEMBLE.replace("INTO weekly_scores", "INTO staging_scores"), params)

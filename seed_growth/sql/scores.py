@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
 
 import pandas as pd
 import psycopg
@@ -122,18 +120,6 @@ def swap_in_staged_partition(conn: psycopg.Connection, as_of_week: dt.date) -> N
             final, sql.Literal(as_of_week)
         )
     )
-
-
-def swap_in_partition(
-    conn: psycopg.Connection, as_of_week: dt.date, rows: sql.Composable, params: Mapping[str, Any]
-) -> int:
-    """Replace the week's weekly_scores rows by those of ``rows`` (a SELECT of weekly_scores's columns, in
-    order, with ``params``), within the caller's transaction; returns the rows written (a staged table,
-    indexed once and swapped in)."""
-    staging = create_staged_partition(conn, as_of_week)
-    written = conn.execute(sql.SQL("INSERT INTO {} {}").format(staging, rows), params).rowcount
-    swap_in_staged_partition(conn, as_of_week)
-    return written
 
 
 WEEKLY_SCORE_COLUMNS = ["student", "week", "score", "n_attempts", "n_correct", "week_start"]
