@@ -14,9 +14,13 @@ predict_prob reads nothing from disk.
                       "n_students", "n_rows", "week_center", "fitted_at", "engine_seconds"}
     POST /predict  {"run_id", "fit_dir", "input": {"path", "format"}, "predictive", "out_path",
                     "response_format"} -> writes out_path; answers {"n_targets", "engine_seconds"}
+    POST /observation  {"input": {"path", "format"}, "observation_model"} -> the observation model a fit of
+                    these rows uses (kappa estimated exactly as /fit estimates it), for the brms engine;
+                    answers {"observation": Observation.describe(), "observation_json": the same as the JSON
+                    text a fit response carries, "n_rows", "engine_seconds"}
 
 Errors answer {"error": message} with 400 (bad input), 404 (no fit state) or 500. One fit at a time (a fit
-uses every core); predictions run beside it.
+uses every core); predictions and observation models run beside it.
 """
 
 from __future__ import annotations
@@ -144,6 +148,24 @@ def run_fit(command: dict[str, Any], cache: FitCache) -> dict[str, Any]:
             "engine_seconds": time.perf_counter() - t0}  # fmt: skip
 
 
+def run_observation(command: dict[str, Any]) -> dict[str, Any]:
+    """The observation model a collapsed fit of the rows ``command`` names would use: the same validation
+    and the same kappa estimate as :func:`growth_engine.sampler.prepare` (the brms engine fits the attempts
+    model with it, so both engines fit one model to the same data)."""
+    from .observation import observation
+
+    t0 = time.perf_counter()
+    data = _fit_input(command["input"])
+    columns = {"student": data.student, "week": data.week, "score": data.score}
+    if data.n is not None:
+        columns["n"] = data.n
+    student, week, score, n = validate_data(columns)
+    obs = observation(validate_observation_model(command.get("observation_model"), n), student, week, score, n)
+    record = obs.describe()
+    return {"observation": to_jsonable(record), "observation_json": dumps(record),
+            "n_rows": int(student.shape[0]), "engine_seconds": time.perf_counter() - t0}  # fmt: skip
+
+
 def _id_column(ids: Any) -> Any:
     """Student ids as an Arrow column: as they came (Arrow), integers, or else text."""
     import pyarrow as pa
@@ -217,7 +239,7 @@ class EngineHandler(http.server.BaseHTTPRequestHandler):
         self._answer(200, {"status": "ok", "pid": os.getpid(), "fits_in_memory": len(self.server.cache)})
 
     def do_POST(self) -> None:
-        routes = {"/fit": self.server.fit, "/predict": self.server.predict}
+        routes = {"/fit": self.server.fit, "/predict": self.server.predict, "/observation": self.server.observation}
         handler = routes.get(self.path)
         if handler is None:
             return self._answer(404, {"error": f"no route POST {self.path}"})
@@ -257,6 +279,13 @@ class EngineServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def predict(self, command: dict[str, Any]) -> dict[str, Any]:
         try:
             return run_predict(command, self.cache)
+        finally:
+            release_memory()
+
+    def observation(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Not behind the fit lock: a brms fit's kappa (seconds at most) need not wait for a collapsed fit."""
+        try:
+            return run_observation(command)
         finally:
             release_memory()
 

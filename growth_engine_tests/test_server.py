@@ -94,6 +94,35 @@ def test_arrow_and_json_bodies_give_the_same_fit(engine, cohort, tmp_path):
         assert row._asdict() == records[row.student]  # to the bit
 
 
+def test_observation_is_the_model_a_fit_of_the_same_body_uses(engine, cohort, tmp_path):
+    """/observation (the brms engine's kappa) on a JSON body: the record the collapsed fit of that body
+    reports, to the bit, and the JSON text it writes; no n: the plain model, or a 400 when attempts is asked."""
+    json_body = tmp_path / "body.json"
+    data = {k: np.asarray(v).tolist() for k, v in cohort.items()}
+    json_body.write_text(json.dumps({"data": data, "engine": "brms"}))  # settings beside data are not read
+    answer = engine.post("/observation", json={"input": {"path": str(json_body), "format": "json"},
+                                               "observation_model": "attempts"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    observed = answer.json()
+    (tmp_path / "j").mkdir()
+    fitted = fit(engine, tmp_path / "j", str(json_body), "json", "json")
+    assert fitted.status_code == 200, fitted.text
+    text = Path(fitted.json()["response_path"]).read_text()
+    record = json.loads(text)["model"]["observation"]
+    assert observed["observation"] == record and record["name"] == "attempts" and 0 < record["kappa"] < 1
+    assert observed["observation_json"] in text and observed["n_rows"] == len(data["week"])
+    default = engine.post("/observation", json={"input": {"path": str(json_body), "format": "json"}}).json()
+    assert default["observation"] == record  # omitted: attempts, as data.n is given
+    without_n = tmp_path / "no-n.json"
+    without_n.write_text(json.dumps({"data": {k: v for k, v in data.items() if k != "n"}}))
+    plain = engine.post("/observation", json={"input": {"path": str(without_n), "format": "json"}})
+    assert plain.json()["observation"] == {"name": "plain", "formula": "sigma"}
+    refused = engine.post(
+        "/observation", json={"input": {"path": str(without_n), "format": "json"}, "observation_model": "attempts"}
+    )
+    assert refused.status_code == 400 and "needs data.n" in refused.json()["error"]
+
+
 def test_ids_arrive_in_any_arrow_shape(engine, cohort, tmp_path):
     """Plain text, large text, a dictionary with repeated labels, integers: one and the same fit."""
     ids = pa.array(cohort["student"])

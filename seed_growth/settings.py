@@ -139,9 +139,9 @@ class GrowthSettings:
 
     @property
     def fit_observation_model(self) -> str:
-        """The gaussian model's observation model a fit uses: the setting with the collapsed engine; the brms
-        engine and the binomial family fit the plain one (binomial: the likelihood counts attempts itself)."""
-        return self.observation_model if self.fit_engine == "collapsed" else "plain"
+        """The gaussian model's observation model a fit uses: the setting, with either engine; the binomial
+        family has none to choose (its likelihood counts the attempts itself) and reports 'plain'."""
+        return self.observation_model if self.family == "gaussian" else "plain"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> GrowthSettings:

@@ -86,7 +86,7 @@ def test_health_reports_the_service(plumber_url):
     assert h["status"] == "ok" and h["ready"] is True
     assert set(h["versions"]) >= {"R", "brms", "rstan", "plumber"}
     assert h["versions"]["brms"].startswith("2.")
-    assert set(h["compiled"]) == {"gaussian", "binomial"}
+    assert set(h["compiled"]) == {"gaussian", "gaussian_attempts", "binomial"}  # brms models
     assert "brms" in h["engines"] and isinstance(h["busy"], bool)
 
 
@@ -114,6 +114,11 @@ def test_fit_answers_the_contract(gaussian_fit, gaussian_sim):
     assert {"class": "Intercept", "coef": "", "group": "", "prior": "normal(0.5, 0.5)"} in m["priors"]
     assert {"class": "sd", "coef": "week", "group": "student", "prior": "normal(0, 0.05)"} in m["priors"]
     assert m["sampler"]["adapt_delta"] >= 0.9
+    # data.n is given: the attempts observation model, the default for both engines, kappa from the engine
+    assert set(m["observation"]) == {"name", "formula", "kappa", "gbar"} and m["observation"]["name"] == "attempts"
+    assert 0 < m["observation"]["kappa"] <= 1 and m["observation"]["gbar"] > 0
+    assert {"class": "sigma", "coef": "", "group": "", "prior": "normal(0, 0.3)"} in m["priors"]
+    assert body["diagnostics"]["observation_seconds"] >= 0
     ps = body["posterior_summary"]
     for key in ("Intercept", "week", "sd_Intercept", "sd_week", "cor_Intercept_week", "sigma"):
         assert set(ps[key]) == ESTIMATE_KEYS, key
@@ -222,9 +227,11 @@ def test_predict_rejects_unknown_runs_and_bad_targets(plumber_url, gaussian_fit)
 def test_second_fit_of_a_family_does_not_compile(plumber_url, gaussian_fit):
     sim = simulate_growth(n_students=12, n_weeks=5, seed=3)
     t0 = time.monotonic()
-    r = post(plumber_url, "/growth/fit", {"data": sim.data, "iter": 400, "chains": 1, "family": "gaussian", "seed": 5})
+    body = {"data": sim.data, "iter": 400, "chains": 1, "family": "gaussian", "seed": 5, "observation_model": "plain"}
+    r = post(plumber_url, "/growth/fit", body)
     seconds = time.monotonic() - t0
     assert r.status_code == 200, r.text
+    assert r.json()["model"]["observation"] == {"name": "plain", "formula": "sigma"}
     d = r.json()["diagnostics"]
     print(
         f"\nsecond gaussian fit (12x5, 400 x 1): {seconds:.1f} s wall, first fit {gaussian_fit['seconds']:.1f} s "
@@ -357,11 +364,20 @@ BAD_FITS = [
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "seed": "x"}, "seed must be an integer"),
     ({"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "chain": 2}, "unknown field"),
     (
-        {
-            "data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6], "n": [5, 5]},
-            "observation_model": "attempts",
-        },
-        "engine 'collapsed' only",
+        {"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6]}, "observation_model": "attempts"},
+        "observation_model 'attempts' needs data.n",
+    ),
+    (
+        {"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6], "n": [5, 0]}, "engine": "brms"},
+        "data.n must be between 1 and",
+    ),
+    (
+        {"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6], "n": [5, 2.5]}, "engine": "brms"},
+        "data.n must contain whole numbers",
+    ),
+    (
+        {"data": {"student": ["a", "b"], "week": [0, 1], "score": [0.5, 0.6], "n": [5, None]}, "engine": "brms"},
+        "data.n has missing",
     ),
 ]
 

@@ -55,6 +55,20 @@ def test_other_settings():
 
 
 @pytest.mark.parametrize(
+    "env, fit_observation_model",
+    [
+        ({}, "attempts"),
+        ({"BRMS_ENGINE": "brms"}, "attempts"),
+        ({"BRMS_ENGINE": "brms", "BRMS_OBSERVATION_MODEL": "plain"}, "plain"),
+        ({"BRMS_OBSERVATION_MODEL": "Plain"}, "plain"),
+        ({"BRMS_FAMILY": "binomial"}, "plain"),
+    ],
+)
+def test_either_engine_fits_the_observation_model_set(env, fit_observation_model):
+    assert GrowthSettings.from_env(env).fit_observation_model == fit_observation_model
+
+
+@pytest.mark.parametrize(
     "env, message",
     [
         ({"LOOKBACK_WEEKS": "-3"}, "LOOKBACK_WEEKS (or BRMS_LOOKBACK_WEEKS)=-3 is out of range"),

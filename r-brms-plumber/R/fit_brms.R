@@ -15,18 +15,36 @@ POP_FROM_BRMS <- c(b_Intercept = "Intercept", b_week = "week", sd_student__Inter
 # keep arbitrary caller ids (commas, brackets, unicode) out of them.
 student_codes <- function(n) sprintf("s%07d", seq_len(n))
 
-brms_newdata <- function(data, family, week_center) {
+# -> list(newdata, students, codes, noise_scale). `observation`: the attempts model's record (kappa, gbar;
+# growth_engine/observation.py), or NULL. Under it row j's sigma is exp(Intercept_sigma) * sqrt(g_j / gbar),
+# g_j = 1 / n_j + kappa, through the offset log_sigma_scale; noise_scale is each student's mean g / gbar
+# (the collapsed engine's StudentStats.noise_scale: a typical week of theirs has the residual variance
+# sigma^2 * noise_scale), for predictive probabilities.
+brms_newdata <- function(data, family, week_center, observation = NULL) {
   students <- unique(data$student)
   codes <- student_codes(length(students))
   nd <- data.frame(student = codes[match(data$student, students)], week_c = data$week - week_center,
                    stringsAsFactors = FALSE)
+  noise_scale <- NULL
   if (family == "binomial") {
     nd$n <- as.integer(data$n)
     nd$correct <- as.integer(round(data$score * data$n))
   } else {
     nd$score <- data$score
   }
-  list(newdata = nd, students = students, codes = codes)
+  if (!is.null(observation)) {
+    scale <- attempts_scale(data$n, observation$kappa, observation$gbar)
+    nd$log_sigma_scale <- 0.5 * log(scale)
+    noise_scale <- unname(as.numeric(tapply(scale, factor(data$student, levels = students), mean)))
+  }
+  list(newdata = nd, students = students, codes = codes, noise_scale = noise_scale)
+}
+
+# g / gbar per row, g = 1 / n + kappa: the attempts model's residual variance of a row over sigma^2. Equal
+# attempts everywhere give exactly 1 (the engine's gbar is then g itself).
+attempts_scale <- function(n, kappa, gbar) {
+  if (anyNA(n)) stop("the attempts observation model needs n on every row")
+  (1 / n + kappa) / gbar
 }
 
 sampler_settings <- function(sampler, n_students) {
@@ -69,16 +87,27 @@ stan_reason <- function(lines) {
 
 finite_or_na <- function(x) if (is.finite(x)) x else NA_real_
 
-# Worker job. args: run_id, data, family, iter, chains, seed, sampler, model_dir, fits_dir, received_at,
-# advice (sampler_advice's text, or NULL)
+# model.observation of a gaussian fit: the attempts model's record as the engine wrote it (the JSON text of
+# growth_engine's Observation.describe(), kept verbatim so kappa and gbar are the collapsed engine's to the
+# last digit), or the plain model's.
+observation_record <- function(observation) {
+  if (is.null(observation)) return(list(name = "plain", formula = "sigma"))
+  structure(observation$json, class = "json")
+}
+
+# Worker job. args: run_id, data, family, model (BRMS_MODELS), observation (the attempts model's: list(record,
+# json) from the engine, else NULL), iter, chains, seed, sampler, model_dir, fits_dir, received_at, advice
+# (sampler_advice's text, or NULL)
 fit_brms_job <- function(args) {
   started <- Sys.time()
   family <- args$family
+  model <- args$model %||% family
+  attempts <- model != family
   data <- args$data
   week_center <- mean(data$week)
-  template <- load_template(family, args$model_dir)
+  template <- load_template(model, args$model_dir)
 
-  prepared <- brms_newdata(data, family, week_center)
+  prepared <- brms_newdata(data, family, week_center, if (attempts) args$observation$record)
   settings <- sampler_settings(args$sampler, length(prepared$students))
   warmup <- args$iter %/% 2L
   warnings <- character(0)
@@ -108,8 +137,11 @@ fit_brms_job <- function(args) {
 
   pop_names <- names(BRMS_POP_VARIABLES)
   pop_vars <- BRMS_POP_VARIABLES[if (family == "gaussian") pop_names else setdiff(pop_names, "sigma")]
+  # the attempts model's sigma: exp of its log-link intercept, the residual sd of an average row
+  if (attempts) pop_vars["sigma"] <- "b_sigma_Intercept"
   pop_array <- posterior::as_draws_array(fit, variable = unname(pop_vars))
   posterior::variables(pop_array) <- names(pop_vars)
+  if (attempts) pop_array[, , "sigma"] <- exp(pop_array[, , "sigma"])
   conv <- convergence_table(pop_array)
   sampler <- sampler_diagnostics(stanfit, args$sampler$max_treedepth)
 
@@ -157,13 +189,16 @@ fit_brms_job <- function(args) {
     )
   )
 
-  # brms fits the plain observation model (the attempts model is the collapsed engine's)
-  if (family == "gaussian") response$model$observation <- list(name = "plain", formula = "sigma")
+  if (family == "gaussian") response$model$observation <- observation_record(args$observation)
+  # the engine's estimate of kappa, before the fit was queued (as the collapsed engine reports it)
+  if (attempts) response$diagnostics$observation_seconds <- args$observation$seconds
   dir <- store_begin(args$fits_dir, args$run_id)
   ok <- FALSE
   on.exit(if (!ok) store_abort(args$fits_dir, args$run_id), add = TRUE)
+  # noise_scale: per student, NULL (every week sigma^2) under the plain model
   saveRDS(list(schema = 1L, engine = "brms", family = family, week_center = week_center,
-               students = prepared$students, pop = pop, intercepts = intercepts, slopes = slopes),
+               students = prepared$students, pop = pop, intercepts = intercepts, slopes = slopes,
+               noise_scale = prepared$noise_scale),
           file.path(dir, "draws.rds"))
   text <- to_json(response)
   write_json_file(json_text(text), file.path(dir, "response.json"))

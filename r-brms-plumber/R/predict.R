@@ -5,7 +5,9 @@
 #   seen student:   share of draws with a_i + b_i * T >= g
 #   unseen student: mean over draws of P(N(mu_d, v_d) >= g), (mu_d, v_d) the population moments of eta
 # Observed score (predictive = TRUE), one week's noise added per draw:
-#   gaussian:  P(eta + e >= goal), e ~ N(0, sigma_d^2)
+#   gaussian:  P(eta + e >= goal), e ~ N(0, sigma_d^2 s_i): s_i = 1 under the plain observation model; under
+#              the attempts model a seen student's mean g / gbar over their weeks (draws$noise_scale, as the
+#              collapsed engine's predictive P uses its mean 1 / w), an unseen student's 1 (an average row)
 #   binomial:  P(correct / n >= goal), correct ~ Binomial(n, inv_logit(eta)); for unseen students eta is
 #              integrated over N(mu_d, v_d) by Gauss-Hermite quadrature.
 
@@ -44,6 +46,7 @@ predict_from_draws <- function(draws, targets, predictive = FALSE) {
   threshold <- if (family == "binomial") stats::qlogis(targets$goal) else targets$goal
   gh <- if (predictive && family == "binomial") gauss_hermite() else NULL
   d <- nrow(pop)
+  noise_scale <- draws$noise_scale %||% rep(1, length(draws$students))
 
   blocks <- split(seq_len(nrow(targets)), ceiling(seq_len(nrow(targets)) / PREDICT_CHUNK))
   for (rows in blocks) {
@@ -55,7 +58,8 @@ predict_from_draws <- function(draws, targets, predictive = FALSE) {
       p[seen] <- if (!predictive) {
         colMeans(eta >= rep(threshold[seen], each = d))
       } else if (family == "gaussian") {
-        colMeans(matrix(stats::pnorm(rep(targets$goal[seen], each = d), eta, pop[, "sigma"], lower.tail = FALSE), d))
+        sd_week <- outer(pop[, "sigma"], sqrt(noise_scale[s]))
+        colMeans(matrix(stats::pnorm(rep(targets$goal[seen], each = d), eta, sd_week, lower.tail = FALSE), d))
       } else {
         colMeans(binomial_upper(stats::plogis(eta), binomial_threshold(targets$goal[seen], targets$n[seen]),
                                 targets$n[seen]))

@@ -1,9 +1,10 @@
 # JSON in and out, at full precision (jsonlite digits = NA: 15 significant digits, no rounding to 4),
-# NA/NaN/Inf as null.
+# NA/NaN/Inf as null. A value of class "json" (JSON text another process wrote, e.g. the engine's record of
+# an observation model) is copied in verbatim.
 
 to_json <- function(x) {
   jsonlite::toJSON(x, auto_unbox = TRUE, digits = NA, na = "null", null = "null",
-                   dataframe = "rows", rownames = FALSE)
+                   dataframe = "rows", rownames = FALSE, json_verbatim = TRUE)
 }
 
 # Already-serialized JSON (e.g. a large fit response built in a worker) passes through the serializer.

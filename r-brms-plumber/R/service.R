@@ -37,7 +37,7 @@ service_start <- function(cfg) {
   .service$pool <- WorkerPool$new(
     size = cfg$workers, init_fun = growth_worker_bootstrap,
     init_args = list(package = package_name(), path = package_source_dir()),
-    # a job that may have to compile its family's model waits while another job of the family runs
+    # a job that may have to compile its model waits while another job of the model runs
     can_run = function(job, running) {
       is.null(job$key) || template_compiled(model_dir, job$key) ||
         !any(vapply(running, function(r) identical(r$key, job$key), logical(1)))
@@ -55,12 +55,13 @@ service_start <- function(cfg) {
   engine_server_start(cfg$engine_python)
   later::later(engine_server_supervise, ENGINE_RESTART_SECONDS)
   later::later(refresh_engine_status, 5)
-  for (family in cfg$warmup_families) {
-    if (template_compiled(model_dir, family)) next
+  # a family's warm-up compiles each of its models (gaussian: plain and attempts observation models)
+  for (model in unlist(lapply(cfg$warmup_families, family_models))) {
+    if (template_compiled(model_dir, model)) next
     promises::then(
-      .service$pool$submit("ensure_template_job", list(family = family, model_dir = model_dir), key = family,
-                           label = paste("warm-up compile of", family)),
-      onFulfilled = function(out) log_line("warm-up: the ", out$family, " model is compiled"),
+      .service$pool$submit("ensure_template_job", list(model = model, model_dir = model_dir), key = model,
+                           label = paste("warm-up compile of", model)),
+      onFulfilled = function(out) log_line("warm-up: the ", out$model, " model is compiled"),
       onRejected = function(e) log_line("warm-up compile failed: ", conditionMessage(e)))
   }
   log_line("r-brms-plumber: model dir ", model_dir, ", fits ", cfg$fits_dir, ", ", cfg$workers, " worker(s)",
@@ -121,7 +122,7 @@ handle_health <- function() {
     status = "ok",
     ready = st$ready + st$not_started > 0L,
     versions = .service$versions,
-    compiled = compiled_families(.service$cfg$model_dir),
+    compiled = compiled_models(.service$cfg$model_dir),
     engines = as.list(c("brms", if (isTRUE(.service$engine$available)) "collapsed")),
     busy = st$busy > 0L || st$queued > 0L || length(collapsed$running) > 0L || collapsed$queued > 0L,
     workers = list(total = st$workers, ready = st$ready, busy = st$busy, starting = st$starting,
@@ -247,7 +248,7 @@ submit_fit <- function(request, req) {
   seed <- if (is.na(request$seed)) sample.int(.Machine$integer.max, 1L) else request$seed
   label <- sprintf("%s %s fit %s", request$engine, request$family, run_id)
   fitted <- if (request$engine == "brms") {
-    submit_brms_fit(request, run_id, seed, label)
+    submit_brms_fit(request, req, run_id, seed, label)
   } else {
     submit_collapsed_fit(request, req, run_id, seed, label)
   }
@@ -259,17 +260,46 @@ submit_fit <- function(request, req) {
   })
 }
 
-# A brms fit runs in a worker process (the pool starts one if none is running).
-submit_brms_fit <- function(request, run_id, seed, label) {
+# A brms fit runs in a worker process (the pool starts one if none is running). The attempts observation
+# model first asks the engine process for its kappa and gbar (brms_observation_async).
+submit_brms_fit <- function(request, req, run_id, seed, label) {
   cfg <- .service$cfg
+  model <- brms_model(request$family, request$observation_model)
   # too few draws for this cohort is said now, before sampling, and again in the answer
   advice <- sampler_advice(length(unique(request$data$student)), request$iter, request$chains, request$family)
   args <- list(run_id = run_id, fits_dir = cfg$fits_dir, data = request$data, family = request$family,
-               iter = request$iter, chains = request$chains, seed = seed, model_dir = cfg$model_dir,
+               model = model, iter = request$iter, chains = request$chains, seed = seed, model_dir = cfg$model_dir,
                sampler = cfg$sampler, advice = advice)
-  log_line("queued ", label, " (", nrow(request$data), " rows, iter ", request$iter, " x ", request$chains, " chains)")
-  if (!is.null(advice)) log_line("warning: ", label, ": ", advice)
-  .service$pool$submit("fit_brms_job", args, key = request$family, label = label)
+  submit <- function(observation) {
+    log_line("queued ", label, " (", nrow(request$data), " rows, model ", model, ", iter ", request$iter, " x ",
+             request$chains, " chains)")
+    if (!is.null(advice)) log_line("warning: ", label, ": ", advice)
+    .service$pool$submit("fit_brms_job", c(args, list(observation = observation)), key = model, label = label)
+  }
+  if (model == request$family) return(submit(NULL))
+  promises::then(brms_observation_async(req, cfg), submit)
+}
+
+# The attempts observation model of a brms fit: the engine's own estimate of kappa (and gbar) from the
+# request's body as it came, by the same code on the same rows as a collapsed fit of that body (so both
+# engines fit one model), sent from this process without blocking it. -> promise of list(record, json,
+# seconds): the record (name, formula, kappa, gbar) parsed, and as the engine's JSON text, reported verbatim;
+# the engine's time for it.
+brms_observation_async <- function(req, cfg) {
+  input <- body_file(req, "json")
+  command <- list(input = input, observation_model = "attempts")
+  answered <- promises::then(
+    engine_request_async(.service$engine_server$socket, "/observation", command, cfg$engine_timeout_seconds,
+                         wait = ENGINE_READY_SECONDS),
+    function(answer) list(record = answer$observation, json = answer$observation_json, seconds = answer$engine_seconds))
+  answered <- promises::catch(answered, function(e) {
+    if (inherits(e, "growth_http_error") && e$status == 503L) {
+      e$message <- paste0("observation_model 'attempts' with engine 'brms' needs the collapsed engine's process ",
+                          "(it estimates kappa): ", conditionMessage(e))
+    }
+    stop(e)
+  })
+  promises::finally(answered, function() unlink(input$path))
 }
 
 # A collapsed fit is the engine's work, sent from this process (fit_collapsed.R): no worker process.

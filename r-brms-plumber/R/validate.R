@@ -4,8 +4,9 @@
 ITER_RANGE <- c(200L, 20000L)
 CHAINS_RANGE <- c(1L, 8L)
 FIT_FIELDS <- c("data", "iter", "chains", "family", "engine", "seed", "observation_model")
-# The gaussian model's observation models (growth_engine/observation.py); 'attempts' needs data.n and is
-# fitted by the collapsed engine only. Not given: 'attempts' when data.n is given, else 'plain'.
+# The gaussian model's observation models (growth_engine/observation.py), fitted by both engines;
+# 'attempts' needs data.n. Not given: 'attempts' when data.n is given, else 'plain' (growth_engine's
+# validate_observation_model, the same rule).
 OBSERVATION_MODELS <- c("attempts", "plain")
 PREDICT_FIELDS <- c("run_id", "targets", "predictive")
 FIT_DEFAULTS <- list(iter = 2000L, chains = 4L, family = "gaussian", engine = "brms")
@@ -170,7 +171,6 @@ validate_fit_request <- function(body) {
   check_fields(body, FIT_FIELDS)
   settings <- validate_fit_settings(body, FIT_DEFAULTS$engine)
   family <- settings$family
-  engine <- settings$engine
 
   cols <- as_columns(body$data, "data", c("student", "week", "score"))
   data <- data.frame(
@@ -189,7 +189,7 @@ validate_fit_request <- function(body) {
   n_students <- length(unique(data$student))
   if (n_students < 2L) bad_request("data must contain at least 2 students (got ", n_students, ")")
   if (length(unique(data$week)) < 2L) bad_request("data must contain at least 2 distinct weeks")
-  observation_model <- fit_observation_model(body$observation_model, family, engine, data)
+  observation_model <- fit_observation_model(body$observation_model, family, data)
   c(list(data = data), settings, list(observation_model = observation_model))
 }
 
@@ -251,15 +251,16 @@ check_run_id <- function(run_id) {
   }
 }
 
-# The observation model to fit (NA: the engine's default for the data), or a 400 when it cannot be fitted.
-fit_observation_model <- function(x, family, engine, data) {
+# The observation model to fit, or a 400 when it cannot be fitted. Not given: for family gaussian 'attempts'
+# when data.n is given, else 'plain' (the same for both engines); NA for binomial, whose likelihood counts
+# the attempts itself. Both engines fit both models.
+fit_observation_model <- function(x, family, data) {
   name <- scalar_choice(x, "observation_model", OBSERVATION_MODELS, NA_character_)
-  if (is.na(name) || name == "plain") return(name)
+  has_n <- !all(is.na(data$n))
+  if (is.na(name)) return(if (family != "gaussian") NA_character_ else if (has_n) "attempts" else "plain")
+  if (name == "plain") return(name)
   if (family != "gaussian") bad_request("observation_model applies to family 'gaussian' only")
-  if (engine != "collapsed") {
-    bad_request("observation_model 'attempts' is fitted by engine 'collapsed' only; use 'plain' with engine 'brms'")
-  }
-  if (all(is.na(data$n))) bad_request("observation_model 'attempts' needs data.n (the attempts behind each score)")
+  if (!has_n) bad_request("observation_model 'attempts' needs data.n (the attempts behind each score)")
   name
 }
 

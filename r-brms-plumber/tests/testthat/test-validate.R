@@ -175,15 +175,30 @@ test_that("predict requests are validated", {
              "predictive must be")
 })
 
-test_that("observation_model: attempts needs n and the collapsed engine; omitted is left to the engine", {
+test_that("observation_model: both engines fit attempts (it needs n); omitted, attempts when n is given", {
   fit_with <- function(fields, data = cols) validate_fit_request(body_of(sprintf('{"data": %s%s}', data, fields)))
-  expect_true(is.na(fit_with("")$observation_model))
-  expect_equal(fit_with(', "observation_model": "plain"')$observation_model, "plain")
-  expect_equal(fit_with(', "engine": "collapsed", "observation_model": "attempts"')$observation_model, "attempts")
-  expect_400(fit_with(', "observation_model": "attempts"'), "engine 'collapsed' only")
   no_n <- '{"student": ["a", "a", "b", "b"], "week": [0, 1, 0, 1], "score": [0.1, 0.2, 0.3, 0.4]}'
-  expect_400(fit_with(', "engine": "collapsed", "observation_model": "attempts"', no_n), "needs data.n")
-  expect_400(fit_with(', "observation_model": "weighted"'), "unknown observation_model")
+  for (engine in c("brms", "collapsed")) {
+    with_engine <- function(fields, data = cols) fit_with(sprintf(', "engine": "%s"%s', engine, fields), data)
+    # the same default for both engines
+    expect_equal(with_engine("")$observation_model, "attempts")
+    expect_equal(with_engine("", no_n)$observation_model, "plain")
+    expect_equal(with_engine(', "observation_model": "plain"')$observation_model, "plain")
+    expect_equal(with_engine(', "observation_model": "attempts"')$observation_model, "attempts")
+    expect_400(with_engine(', "observation_model": "attempts"', no_n), "needs data.n")
+    expect_400(with_engine(', "observation_model": "weighted"'), "unknown observation_model")
+  }
+  # the attempts behind a score: whole numbers 1..100000 on every row, for brms as for collapsed
+  for (bad in c("[10, 0, 5, 5]", "[10, 2.5, 5, 5]", "[10, null, 5, 5]", "[10, -1, 5, 5]")) {
+    data <- sprintf('{"student": ["a", "a", "b", "b"], "week": [0, 1, 0, 1], "score": [0.1, 0.2, 0.3, 0.4], "n": %s}',
+                    bad)
+    for (engine in c("brms", "collapsed")) {
+      expect_400(fit_with(sprintf(', "engine": "%s", "observation_model": "attempts"', engine), data), "data.n")
+      expect_400(fit_with(sprintf(', "engine": "%s"', engine), data), "data.n")
+    }
+  }
+  expect_true(is.na(fit_with(', "family": "binomial"')$observation_model))
+  expect_400(fit_with(', "family": "binomial", "observation_model": "attempts"'), "family 'gaussian' only")
 })
 
 test_that("an Arrow fit's settings come from the query string, read as their JSON fields", {

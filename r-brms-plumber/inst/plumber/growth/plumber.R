@@ -13,7 +13,7 @@ function(req) {
   plumber::forward()
 }
 
-#* Service status: ready, versions, compiled model families, engines, busy. Answers while fits run.
+#* Service status: ready, versions, compiled brms models, engines, busy. Answers while fits run.
 #* @get /health
 function() {
   handle_health()
