@@ -73,10 +73,8 @@ read_config <- function() {
     sampler = list(
       adapt_delta = env_number("BRMS_ADAPT_DELTA", 0.95, 0.5, 0.9999, integer = FALSE),
       max_treedepth = env_number("BRMS_MAX_TREEDEPTH", 10L, 5, 20),
-      # Up to this many students the sampler adapts a dense metric, above it a diagonal one. The measured
-      # choice depends on the cohort (BENCHMARKS.md, "brms's sampler settings"): on uneven-practice classes the
-      # diagonal metric gave 3.6 times the dense one's ESS/s at 100 students, on the agreement test's 200
-      # students it did not converge at iter 2000 x 4 chains (R-hat 1.04) where the dense one does.
+      # Above this many students always a diagonal metric; up to it a dense one where the warm-up can
+      # estimate it (fit_brms.R, dense_metric_fits).
       dense_metric_max_students = env_number("BRMS_DENSE_METRIC_MAX_STUDENTS", 500L, 0, 1e6)
     )
   )

@@ -47,12 +47,35 @@ attempts_scale <- function(n, kappa, gbar) {
   (1 / n + kappa) / gbar
 }
 
-sampler_settings <- function(sampler, n_students) {
+sampler_settings <- function(sampler, n_students, warmup) {
   list(adapt_delta = sampler$adapt_delta, max_treedepth = sampler$max_treedepth,
-       # The per-student effects are strongly correlated with the population intercept when each student
-       # has several weeks of data; a dense metric removes that (10x the effective sample size of
-       # b_Intercept on 40 x 8 data). Its cost grows with the square of the parameter count.
-       metric = if (n_students <= sampler$dense_metric_max_students) "dense_e" else "diag_e")
+       metric = if (dense_metric_fits(n_students, warmup, sampler$dense_metric_max_students)) "dense_e" else "diag_e")
+}
+
+# The per-student effects are strongly correlated with the population intercept when each student has
+# several weeks of data; a dense metric removes that (10x the effective sample size of b_Intercept on 40 x 8
+# data), but only if the warm-up can estimate it: Stan estimates the metric from the draws of its last
+# adaptation window, and a covariance of more parameters than draws is mostly its regularisation. Measured
+# (BENCHMARKS.md, "brms's sampler settings"): 300 students at iter 1000 (606 parameters, a window of 200
+# draws) did not converge with it (R-hat 1.36), 200 students at iter 2000 (406, 500) did, where the
+# diagonal metric did not.
+dense_metric_fits <- function(n_students, warmup, max_students) {
+  n_students <= max_students && last_adaptation_window(warmup) >= 2L * n_students + 6L
+}
+
+# The draws of Stan's last slow adaptation window for `warmup` warm-up iterations at its defaults (init
+# buffer 75, term buffer 50, base window 25, each window twice the last, the last one stretched to the term
+# buffer); when the buffers do not fit, Stan adapts in one window of 75% of the warm-up.
+last_adaptation_window <- function(warmup, init_buffer = 75L, term_buffer = 50L, base_window = 25L) {
+  if (init_buffer + term_buffer + base_window > warmup) return(as.integer(floor(0.75 * warmup)))
+  slow <- warmup - init_buffer - term_buffer
+  start <- 0L
+  size <- base_window
+  while (start + 3L * size <= slow) {
+    start <- start + size
+    size <- 2L * size
+  }
+  as.integer(slow - start)
 }
 
 # Sampler diagnostics from rstan: divergent transitions and tree-depth hits after warm-up.
@@ -108,8 +131,8 @@ fit_brms_job <- function(args) {
   template <- load_template(model, args$model_dir)
 
   prepared <- brms_newdata(data, family, week_center, if (attempts) args$observation$record)
-  settings <- sampler_settings(args$sampler, length(prepared$students))
   warmup <- args$iter %/% 2L
+  settings <- sampler_settings(args$sampler, length(prepared$students), warmup)
   warnings <- character(0)
   printed <- character(0)   # rstan prints (rather than raises) why a chain failed
   sampling_started <- Sys.time()
