@@ -37,7 +37,7 @@ from . import independence, runtime
 from .chains import ChainProgram, auto_thin, default_chain_method, pad_groups
 from .laplace import laplace, moment_estimates
 from .model import SITES, flat, to_params, to_unconstrained
-from .observation import observation
+from .observation import Observation, observation
 from .priors import BRMS_NAMES, FORMULA, PRIORS
 from .request import check_one_row_per_week, validate_data, validate_observation_model, validate_settings
 from .response import build_response
@@ -180,6 +180,21 @@ class Prepared:
     started: float  # time.perf_counter() when preparing began (the fit's total_seconds count from it)
 
 
+def observed_rows(
+    student: Sequence[Any] | np.ndarray,
+    week: Sequence[Any] | np.ndarray,
+    score: Sequence[Any] | np.ndarray,
+    *,
+    n: Sequence[Any] | np.ndarray | None = None,
+    observation_model: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Observation]:
+    """The rows validated, and the observation model a fit of them uses (kappa estimated on them): what
+    :func:`prepare` starts from, and what the engine server's /observation answers the brms engine."""
+    columns = {"student": student, "week": week, "score": score, **({} if n is None else {"n": n})}
+    student, week, score, n = validate_data(columns)
+    return student, week, score, observation(validate_observation_model(observation_model, n), student, week, score, n)
+
+
 def prepare(
     student: Sequence[Any] | np.ndarray,
     week: Sequence[Any] | np.ndarray,
@@ -191,9 +206,7 @@ def prepare(
 ) -> Prepared:
     """Validate the rows and reduce them to per-student statistics (see :func:`fit_full`'s arguments)."""
     started = time.perf_counter()
-    columns = {"student": student, "week": week, "score": score, **({} if n is None else {"n": n})}
-    student, week, score, n = validate_data(columns)
-    obs = observation(validate_observation_model(observation_model, n), student, week, score, n)
+    student, week, score, obs = observed_rows(student, week, score, n=n, observation_model=observation_model)
     observation_seconds = time.perf_counter() - started
     stats = student_stats(student, week, score, weight=obs.weight)
     if student_labels is not None:

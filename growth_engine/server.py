@@ -149,18 +149,16 @@ def run_fit(command: dict[str, Any], cache: FitCache) -> dict[str, Any]:
 
 
 def run_observation(command: dict[str, Any]) -> dict[str, Any]:
-    """The observation model a collapsed fit of the rows ``command`` names would use: the same validation
-    and the same kappa estimate as :func:`growth_engine.sampler.prepare` (the brms engine fits the attempts
-    model with it, so both engines fit one model to the same data)."""
-    from .observation import observation
+    """The observation model a collapsed fit of the rows ``command`` names would use, by the code its
+    :func:`growth_engine.sampler.prepare` uses (the brms engine fits the attempts model with it, so both
+    engines fit one model to the same data)."""
+    from .sampler import observed_rows
 
     t0 = time.perf_counter()
     data = _fit_input(command["input"])
-    columns = {"student": data.student, "week": data.week, "score": data.score}
-    if data.n is not None:
-        columns["n"] = data.n
-    student, week, score, n = validate_data(columns)
-    obs = observation(validate_observation_model(command.get("observation_model"), n), student, week, score, n)
+    student, _, _, obs = observed_rows(
+        data.student, data.week, data.score, n=data.n, observation_model=command.get("observation_model")
+    )
     record = obs.describe()
     return {"observation": to_jsonable(record), "observation_json": dumps(record),
             "n_rows": int(student.shape[0]), "engine_seconds": time.perf_counter() - t0}  # fmt: skip

@@ -124,7 +124,7 @@ observation_record <- function(observation) {
 fit_brms_job <- function(args) {
   started <- Sys.time()
   family <- args$family
-  model <- args$model %||% family
+  model <- args$model
   attempts <- model != family
   data <- args$data
   week_center <- mean(data$week)
