@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import logsumexp
+from scipy.stats import binom
 
 from .simulate import Simulation
 
@@ -111,11 +112,15 @@ def bayes_optimal_p(
     target_week: int,
     goal: float,
     *,
+    target_n: np.ndarray | None = None,
     grid: int = 41,
     chunk: int = 256,
 ) -> np.ndarray:
-    """Pr(link^-1(level_i + slope_i * target_week) >= goal | weeks 0..last_week) for every student of
-    ``sim`` (a binomial simulation of ``population``), by two-pass grid integration (see the module doc)."""
+    """Pr(link^-1(level_i + slope_i * target_week) >= goal | the weeks seen up to ``last_week``) for every
+    student of ``sim`` (a binomial simulation of ``population``), by two-pass grid integration (see the
+    module doc). With ``target_n`` (N,), the predictive probability a backtest can check instead: that the
+    target week's observed accuracy over ``target_n[i]`` attempts reaches the goal, that week's wobble
+    and binomial noise included."""
     if sim.correct is None or sim.n is None:
         raise ValueError("the Bayes-optimal P needs a binomial simulation (correct of n attempts)")
     weeks = np.arange(last_week + 1, dtype=np.float64)
@@ -124,7 +129,7 @@ def bayes_optimal_p(
     pairs, pair = np.unique(np.where(observed[..., None], cells, 0).reshape(-1, 2), axis=0, return_inverse=True)
     pair = pair.reshape(observed.shape)
     tables = _week_tables(pairs.astype(np.float64), population)
-    threshold = population.threshold(goal)
+    outcome = _line_reaches(population, goal) if target_n is None else _week_reaches(population, goal, target_n)
     centre = np.array([population.level, population.slope])
     coarse = centre + _square_grid(6.0, 61) @ population.cholesky.T
     fine_unit = _square_grid(7.0, grid)
@@ -138,8 +143,32 @@ def bayes_optimal_p(
         cov = np.einsum("sk,skd,ske->sde", w, dev, dev) + np.eye(2) * 1e-10
         fine = mean[:, None, :] + np.einsum("kd,sed->ske", fine_unit, np.linalg.cholesky(cov))
         w = _posterior_on_grid(fine, _prior_logpdf(fine, population), weeks, pair[sl], observed[sl], tables)
-        out[sl] = np.sum(w * (fine[..., 0] + fine[..., 1] * target_week >= threshold), axis=1)
+        out[sl] = np.sum(w * outcome(fine[..., 0] + fine[..., 1] * target_week, sl), axis=1)
     return out
+
+
+def _line_reaches(population: TruePopulation, goal: float):
+    """The outcome of P: the line at the target week (S, K) reaches the goal (1 or 0)."""
+    threshold = population.threshold(goal)
+    return lambda line, _rows: (line >= threshold).astype(np.float64)
+
+
+def _week_reaches(population: TruePopulation, goal: float, target_n: np.ndarray):
+    """The outcome of the predictive P: Pr(correct of n >= ceil(goal n) | the line at the target week),
+    over that week's wobble (Gauss-Hermite) and its binomial noise, as the simulation draws them."""
+    target_n = np.asarray(target_n, dtype=np.float64)
+
+    def reaches(line: np.ndarray, rows: slice) -> np.ndarray:
+        n = target_n[rows, None, None]
+        x = line[..., None] + population.wobble_sd * _WOBBLE_NODES
+        if population.link == "identity":
+            p = np.clip(x, *population.accuracy_bounds)
+        else:
+            p = 1.0 / (1.0 + np.exp(-x))
+        tail = binom.sf(np.ceil(goal * n - 1e-9) - 1, n, p)
+        return tail @ np.exp(_LOG_WOBBLE_WEIGHTS)
+
+    return reaches
 
 
 def true_outcome(sim: Simulation, population: TruePopulation, target_week: int, goal: float) -> np.ndarray:

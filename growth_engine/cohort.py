@@ -69,11 +69,18 @@ class CohortFit:
         return mean, sd
 
 
-def fit_cohort_ml(student: ArrayLike, week: ArrayLike, score: ArrayLike, weight: ArrayLike | None = None) -> CohortFit:
+def fit_cohort_ml(
+    student: ArrayLike,
+    week: ArrayLike,
+    score: ArrayLike,
+    weight: ArrayLike | None = None,
+    center: float | None = None,
+) -> CohortFit:
     """Fit the population parameters to rows (student, week, score) by maximum likelihood (L-BFGS-B on
     (beta0, beta1, log sd0, log sd1, atanh rho, log sigma), per-row log-likelihood). ``weight``: the
-    observation model's precision weights per row (:mod:`growth_engine.observation`; default 1)."""
-    stats = student_stats(np.asarray(student), np.asarray(week), np.asarray(score), weight=weight)
+    observation model's precision weights per row (:mod:`growth_engine.observation`; default 1);
+    ``center``: the week centre (default the rows' mean week)."""
+    stats = student_stats(np.asarray(student), np.asarray(week), np.asarray(score), center=center, weight=weight)
     n_rows = float(stats.n_rows.sum())
 
     def negative_loglik(x: np.ndarray) -> float:

@@ -160,8 +160,10 @@ def run_observation(command: dict[str, Any]) -> dict[str, Any]:
         data.student, data.week, data.score, n=data.n, observation_model=command.get("observation_model")
     )
     record = obs.describe()
+    scale = obs.row_scale
     return {"observation": to_jsonable(record), "observation_json": dumps(record),
-            "n_rows": int(student.shape[0]), "engine_seconds": time.perf_counter() - t0}  # fmt: skip
+            "row_scale": None if scale is None else scale.tolist(), "n_rows": int(student.shape[0]),
+            "engine_seconds": time.perf_counter() - t0}  # fmt: skip
 
 
 def _id_column(ids: Any) -> Any:

@@ -6,19 +6,30 @@ the true line reached it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import norm
 
 from growth_engine.bayes_optimal import TruePopulation, bayes_optimal_p, true_outcome
 from growth_engine.cohort import fit_cohort_ml
-from growth_engine.observation import attempts_weight, estimate_kappa, observation
+from growth_engine.observation import (
+    VARIANCE_CLIP,
+    VARIANCE_EXPONENT,
+    attempts_weight,
+    estimate_kappa,
+    observation,
+    student_variance,
+)
 from growth_engine.simulate import PoissonAttempts, Simulation, UniformAttempts, simulate_cohort
 
 LAST_WEEK, HORIZON, GOAL = 7, 4, 0.8
 TARGET = LAST_WEEK + HORIZON
 UNEVEN = PoissonAttempts(mean=12, shape=1.0, minimum=1)  # own rates: about 1 to 40 attempts a week
 EVEN = UniformAttempts(8, 12)
+PER_STUDENT = ("ids", "level", "slope", "join_week", "practice_rate", "accuracy", "observed", "n", "correct", "score")
 
 
 def population(wobble: float) -> TruePopulation:
@@ -116,6 +127,28 @@ def test_weights_average_one_and_equal_attempts_give_the_plain_model():
     assert np.all(equal == 1.0)
 
 
+def test_a_strong_students_weeks_weigh_more_and_the_record_says_how():
+    """v_i: one number per student, smaller the further their fitted accuracy is from 0.5, so a strong
+    student's week of n attempts counts for more than an average student's week of n."""
+    pop = population(0.06)
+    rows = window_rows(cohort(pop, UNEVEN, 2000, seed=25))
+    student, n = rows["student"], rows["n"].astype(float)
+    kappa = estimate_kappa(student, rows["week"], rows["score"], n)
+    variance = student_variance(student, rows["week"], rows["score"], n, kappa)
+    frame = pd.DataFrame({"student": student, "v": variance, "score": rows["score"]})
+    per_student = frame.groupby("student").agg(v_min=("v", "min"), v_max=("v", "max"), score=("score", "mean"))
+    assert np.allclose(per_student["v_min"], per_student["v_max"])  # one per student
+    lo = VARIANCE_CLIP[0]
+    assert np.all((variance >= (lo * (1 - lo)) ** VARIANCE_EXPONENT - 1e-12) & (variance <= 0.5 + 1e-12))
+    distance = (per_student["score"] - 0.5).abs()
+    assert np.corrcoef(distance, per_student["v_min"])[0, 1] < -0.8
+    model = observation("attempts", student, rows["week"], rows["score"], n)
+    record = model.describe()
+    assert record["first_kappa"] == pytest.approx(kappa) and record["mean_variance"] == pytest.approx(variance.mean())
+    assert np.mean(model.row_scale) == pytest.approx(1.0)
+    np.testing.assert_allclose(model.row_scale, (variance / n + record["kappa"]) / record["gbar"])
+
+
 def test_bayes_optimal_p_is_calibrated_and_beats_the_base_rate():
     """The yardstick itself: on its own generating model it is calibrated (mean P = observed rate within
     sampling error) and far better than the base rate."""
@@ -123,6 +156,27 @@ def test_bayes_optimal_p_is_calibrated_and_beats_the_base_rate():
     _, _, outcome, optimal = scored(cohort(pop, UNEVEN, 2000, seed=24), pop)
     assert abs(optimal.mean() - outcome.mean()) < 3.3 * np.sqrt(np.mean(optimal * (1 - optimal)) / optimal.size)
     assert brier(optimal, outcome) < 0.5 * brier(np.full(outcome.size, outcome.mean()), outcome)
+
+
+def test_bayes_optimal_predictive_p_is_calibrated_on_the_observed_week():
+    """With ``target_n``: Pr(the target week's observed accuracy >= goal), wobble and binomial noise
+    included, is calibrated against what the simulated week shows, and a week of many attempts without
+    wobble says what the line says."""
+    pop = population(0.06)
+    sim = cohort(pop, UNEVEN, 1500, seed=26)
+    seen = sim.observed[:, : LAST_WEEK + 1].any(axis=1) & sim.observed[:, TARGET]
+    assert sim.n is not None and sim.correct is not None
+    n, correct = sim.n[seen, TARGET], sim.correct[seen, TARGET]
+    window = dataclasses.replace(sim, **{k: getattr(sim, k)[seen] for k in PER_STUDENT if getattr(sim, k) is not None})
+    predictive = bayes_optimal_p(window, pop, LAST_WEEK, TARGET, GOAL, target_n=n)
+    reached = (correct / n >= GOAL).astype(float)
+    se = np.sqrt(np.mean(predictive * (1 - predictive)) / predictive.size)
+    assert abs(predictive.mean() - reached.mean()) < 3.3 * se, (predictive.mean(), reached.mean())
+    steady = population(0.0)
+    line = bayes_optimal_p(window, steady, LAST_WEEK, TARGET, GOAL)
+    many = bayes_optimal_p(window, steady, LAST_WEEK, TARGET, GOAL, target_n=np.full(n.size, 100_000))
+    gap = np.abs(many - line)  # the line's P is an indicator on the grid: a little rougher
+    assert gap.mean() < 0.005 and gap.max() < 0.05, (gap.mean(), gap.max())
 
 
 def bayesian_p(rows: dict[str, np.ndarray], students: np.ndarray, model: str, **settings) -> tuple[np.ndarray, dict]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
@@ -111,12 +112,18 @@ def test_observation_is_the_model_a_fit_of_the_same_body_uses(engine, cohort, tm
     record = json.loads(text)["model"]["observation"]
     assert observed["observation"] == record and record["name"] == "attempts" and 0 < record["kappa"] < 1
     assert observed["observation_json"] in text and observed["n_rows"] == len(data["week"])
+    # each row's residual variance over sigma^2, in the body's row order (brms's offsets)
+    scale = np.asarray(observed["row_scale"])
+    assert scale.shape == (len(data["week"]),) and np.mean(scale) == pytest.approx(1.0)
+    g = scale * record["gbar"] - record["kappa"]  # v_i / n_j: one v per student
+    v = pd.Series(g * np.asarray(data["n"])).groupby(np.asarray(data["student"])).agg(["min", "max"])
+    np.testing.assert_allclose(v["min"], v["max"], rtol=1e-9)
     default = engine.post("/observation", json={"input": {"path": str(json_body), "format": "json"}}).json()
     assert default["observation"] == record  # omitted: attempts, as data.n is given
     without_n = tmp_path / "no-n.json"
     without_n.write_text(json.dumps({"data": {k: v for k, v in data.items() if k != "n"}}))
     plain = engine.post("/observation", json={"input": {"path": str(without_n), "format": "json"}})
-    assert plain.json()["observation"] == {"name": "plain", "formula": "sigma"}
+    assert plain.json()["observation"] == {"name": "plain", "formula": "sigma"} and plain.json()["row_scale"] is None
     refused = engine.post(
         "/observation", json={"input": {"path": str(without_n), "format": "json"}, "observation_model": "attempts"}
     )

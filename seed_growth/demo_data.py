@@ -16,7 +16,11 @@ import numpy as np
 import pandas as pd
 
 from growth_engine import PoissonAttempts, simulate_cohort
+from growth_engine.bayes_optimal import TruePopulation
+from growth_engine.simulate import Simulation
 from seed_growth.window import last_complete_week
+
+DEMO_ACCURACY_BOUNDS = (0.02, 0.98)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +54,7 @@ def simulate(cohort: DemoCohort = DemoCohort()) -> DemoData:
     rng = np.random.default_rng(cohort.seed)  # the cohort, then the attempts' times within their weeks
     last = cohort.last_week or last_complete_week()
     first = last - dt.timedelta(weeks=cohort.weeks - 1)
-    sim = simulate_cohort(
-        cohort.students, cohort.weeks, level=cohort.level_mean, slope=cohort.slope_mean, sd_level=cohort.level_sd,
-        sd_slope=cohort.slope_sd, cor=cohort.level_slope_cor, family="binomial", wobble_sd=cohort.week_noise_sd,
-        accuracy_bounds=(0.02, 0.98), attempts=PoissonAttempts(mean=cohort.attempts_mean, shape=4.0),
-        p_missing=cohort.missed_week_rate, keep_one_week=False, late_joiner_rate=cohort.late_joiner_rate,
-        id_prefix="stu-", id_width=5, seed=rng,
-    )  # fmt: skip
+    sim = demo_simulation(cohort, rng)
     rows = sim.rows()
     weekly = pd.DataFrame({
         "user_id": rows["student"],
@@ -68,6 +66,27 @@ def simulate(cohort: DemoCohort = DemoCohort()) -> DemoData:
     attempts = _attempt_rows(rows, first, rng)
     truth = pd.DataFrame({"user_id": sim.ids, "level": sim.level, "slope": sim.slope, "join_week": sim.join_week})
     return DemoData(attempts=attempts, truth=truth, weekly=weekly, first_week=first)
+
+
+def demo_simulation(cohort: DemoCohort, rng: np.random.Generator) -> Simulation:
+    """The demo cohort's students and weeks (its week 0 is the first simulated week), drawn first from
+    ``rng``, so that :func:`simulate` and a study of the truth see the same students."""
+    return simulate_cohort(
+        cohort.students, cohort.weeks, level=cohort.level_mean, slope=cohort.slope_mean, sd_level=cohort.level_sd,
+        sd_slope=cohort.slope_sd, cor=cohort.level_slope_cor, family="binomial", wobble_sd=cohort.week_noise_sd,
+        accuracy_bounds=DEMO_ACCURACY_BOUNDS, attempts=PoissonAttempts(mean=cohort.attempts_mean, shape=4.0),
+        p_missing=cohort.missed_week_rate, keep_one_week=False, late_joiner_rate=cohort.late_joiner_rate,
+        id_prefix="stu-", id_width=5, seed=rng,
+    )  # fmt: skip
+
+
+def demo_population(cohort: DemoCohort) -> TruePopulation:
+    """The demo's generating model, as the Bayes-optimal P integrates over it (level at week 0)."""
+    return TruePopulation(
+        level=cohort.level_mean, slope=cohort.slope_mean, sd_level=cohort.level_sd, sd_slope=cohort.slope_sd,
+        cor=cohort.level_slope_cor, wobble_sd=cohort.week_noise_sd, link="identity",
+        accuracy_bounds=DEMO_ACCURACY_BOUNDS,
+    )  # fmt: skip
 
 
 def _attempt_rows(rows: dict[str, np.ndarray], first: dt.date, rng: np.random.Generator) -> pd.DataFrame:

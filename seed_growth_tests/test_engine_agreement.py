@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from growth_engine import PoissonAttempts, simulate_cohort
+from growth_engine.observation import ATTEMPTS_FORMULA
 from seed_growth.growth.probability import p_from_student_summaries
 from seed_growth_tests.support.plumber_service import post
 from seed_growth_tests.support.simulation import simulate_growth
@@ -84,15 +85,17 @@ def test_both_engines_converge(agreement):
 
 
 def test_both_engines_fit_the_same_observation_model(agreement):
-    """The same record, to the bit: under attempts, the brms fit's kappa and gbar are the engine's estimate
-    on the same data, the ones the collapsed fit used."""
+    """The same record, to the bit: under attempts, the brms fit's weights (kappa, gbar, each student's v) are
+    the engine's estimate on the same data, the ones the collapsed fit used."""
     observation, _, fits = agreement
     brms, collapsed = fits["brms"]["model"], fits["collapsed"]["model"]
     assert brms["observation"] == collapsed["observation"]
     assert brms["observation"]["name"] == observation
     if observation == "attempts":
-        assert brms["observation"]["formula"] == "sigma * sqrt((1 / n + kappa) / gbar)"
-        assert 0.001 < brms["observation"]["kappa"] < 0.1 and brms["observation"]["gbar"] > 0
+        record = brms["observation"]
+        assert record["formula"] == ATTEMPTS_FORMULA
+        assert 0.001 < record["kappa"] < 0.1 and record["gbar"] > 0
+        assert 0 < record["first_kappa"] < 0.1 and 0 < record["mean_variance"] <= 0.5
     # the same prior rows, sigma's half-normal included
     assert brms["priors"] == collapsed["priors"]
     assert {"class": "sigma", "coef": "", "group": "", "prior": "normal(0, 0.3)"} in brms["priors"]

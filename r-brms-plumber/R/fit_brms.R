@@ -15,12 +15,13 @@ POP_FROM_BRMS <- c(b_Intercept = "Intercept", b_week = "week", sd_student__Inter
 # keep arbitrary caller ids (commas, brackets, unicode) out of them.
 student_codes <- function(n) sprintf("s%07d", seq_len(n))
 
-# -> list(newdata, students, codes, noise_scale). `observation`: the attempts model's record (kappa, gbar;
-# growth_engine/observation.py), or NULL. Under it row j's sigma is exp(Intercept_sigma) * sqrt(g_j / gbar),
-# g_j = 1 / n_j + kappa, through the offset log_sigma_scale; noise_scale is each student's mean g / gbar
-# (the collapsed engine's StudentStats.noise_scale: a typical week of theirs has the residual variance
-# sigma^2 * noise_scale), for predictive probabilities.
-brms_newdata <- function(data, family, week_center, observation = NULL) {
+# -> list(newdata, students, codes, noise_scale). `row_scale`: under the attempts model, each row's g_j / gbar
+# from the engine (growth_engine/observation.py: g_j = v_i / n_j + kappa, v_i the student's binomial variance
+# factor), else NULL. Row j's sigma is then exp(Intercept_sigma) * sqrt(g_j / gbar), through the offset
+# log_sigma_scale; noise_scale is each student's mean g / gbar (the collapsed engine's
+# StudentStats.noise_scale: a typical week of theirs has the residual variance sigma^2 * noise_scale), for
+# predictive probabilities.
+brms_newdata <- function(data, family, week_center, row_scale = NULL) {
   students <- unique(data$student)
   codes <- student_codes(length(students))
   nd <- data.frame(student = codes[match(data$student, students)], week_c = data$week - week_center,
@@ -32,19 +33,14 @@ brms_newdata <- function(data, family, week_center, observation = NULL) {
   } else {
     nd$score <- data$score
   }
-  if (!is.null(observation)) {
-    scale <- attempts_scale(data$n, observation$kappa, observation$gbar)
-    nd$log_sigma_scale <- 0.5 * log(scale)
-    noise_scale <- unname(as.numeric(tapply(scale, factor(data$student, levels = students), mean)))
+  if (!is.null(row_scale)) {
+    if (length(row_scale) != nrow(nd) || anyNA(row_scale) || any(row_scale <= 0)) {
+      stop("the engine's row scales do not match the rows (", length(row_scale), " for ", nrow(nd), ")")
+    }
+    nd$log_sigma_scale <- 0.5 * log(row_scale)
+    noise_scale <- unname(as.numeric(tapply(row_scale, factor(data$student, levels = students), mean)))
   }
   list(newdata = nd, students = students, codes = codes, noise_scale = noise_scale)
-}
-
-# g / gbar per row, g = 1 / n + kappa: the attempts model's residual variance of a row over sigma^2. Equal
-# attempts everywhere give exactly 1 (the engine's gbar is then g itself).
-attempts_scale <- function(n, kappa, gbar) {
-  if (anyNA(n)) stop("the attempts observation model needs n on every row")
-  (1 / n + kappa) / gbar
 }
 
 sampler_settings <- function(sampler, n_students, warmup) {
@@ -130,7 +126,7 @@ fit_brms_job <- function(args) {
   week_center <- mean(data$week)
   template <- load_template(model, args$model_dir)
 
-  prepared <- brms_newdata(data, family, week_center, if (attempts) args$observation$record)
+  prepared <- brms_newdata(data, family, week_center, if (attempts) args$observation$row_scale)
   warmup <- args$iter %/% 2L
   settings <- sampler_settings(args$sampler, length(prepared$students), warmup)
   warnings <- character(0)

@@ -8,7 +8,7 @@ GROWTH_LINKS <- c(gaussian = "identity", binomial = "logit")
 
 # The brms models, one compiled template each: every family's with one sigma for every row (gaussian's
 # plain observation model), and the gaussian family's attempts observation model, whose row j has the
-# residual sd sigma * sqrt(g_j / gbar), g_j = 1 / n_j + kappa (growth_engine/observation.py; kappa and gbar
+# residual sd sigma * sqrt(g_j / gbar), g_j = v_i / n_j + kappa (growth_engine/observation.py; kappa and gbar
 # are the engine's estimate for the fit's data, README "Observation model").
 BRMS_MODELS <- c("gaussian", "gaussian_attempts", "binomial")
 

@@ -283,15 +283,18 @@ submit_brms_fit <- function(request, req, run_id, seed, label) {
 # The attempts observation model of a brms fit: the engine's own estimate of kappa (and gbar) from the
 # request's body as it came, by the same code on the same rows as a collapsed fit of that body (so both
 # engines fit one model), sent from this process without blocking it. -> promise of list(record, json,
-# seconds): the record (name, formula, kappa, gbar) parsed, and as the engine's JSON text, reported verbatim;
-# the engine's time for it.
+# seconds, row_scale): the record (name, formula, kappa, gbar, ...) parsed, and as the engine's JSON text,
+# reported verbatim; the engine's time for it; each row's residual variance over sigma^2 (g_j / gbar).
 brms_observation_async <- function(req, cfg) {
   input <- body_file(req, "json")
   command <- list(input = input, observation_model = "attempts")
   answered <- promises::then(
     engine_request_async(.service$engine_server$socket, "/observation", command, cfg$engine_timeout_seconds,
                          wait = ENGINE_READY_SECONDS),
-    function(answer) list(record = answer$observation, json = answer$observation_json, seconds = answer$engine_seconds))
+    function(answer) {
+      list(record = answer$observation, json = answer$observation_json, seconds = answer$engine_seconds,
+           row_scale = as.numeric(unlist(answer$row_scale)))
+    })
   answered <- promises::catch(answered, function(e) {
     if (inherits(e, "growth_http_error") && e$status == 503L) {
       e$message <- paste0("observation_model 'attempts' with engine 'brms' needs the collapsed engine's process ",

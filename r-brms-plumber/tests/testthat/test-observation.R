@@ -40,20 +40,18 @@ test_that("sigma's prior is the contract's half-normal on exp(Intercept_sigma), 
   expect_equal(nrow(p), nrow(brms_priors("gaussian")))
 })
 
-test_that("the rows' sigma offsets are 0.5 log(g / gbar), and each student's noise scale is their mean g / gbar", {
+test_that("the rows' sigma offsets are 0.5 log of the engine's row scales, and each student's noise scale their mean", {
   data <- attempts_data()
-  kappa <- 0.02
-  g <- 1 / data$n + kappa
-  gbar <- mean(g)
-  nd <- brms_newdata(data, "gaussian", mean(data$week), list(name = "attempts", kappa = kappa, gbar = gbar))
-  expect_equal(nd$newdata$log_sigma_scale, 0.5 * log(g / gbar))
-  expect_equal(nd$noise_scale, c(mean(g[1:3] / gbar), mean(g[4:5] / gbar)))
+  g <- c(0.2, 0.2, 0.2, 0.24, 0.24) / data$n + 0.02  # the engine's v_i / n_j + kappa, v_i per student
+  scale <- g / mean(g)
+  nd <- brms_newdata(data, "gaussian", mean(data$week), scale)
+  expect_equal(nd$newdata$log_sigma_scale, 0.5 * log(scale))
+  expect_equal(nd$noise_scale, c(mean(scale[1:3]), mean(scale[4:5])))
   # sigma_j = exp(Intercept_sigma) * sqrt(g_j / gbar): the average row's variance is sigma^2
   expect_equal(mean(exp(2 * nd$newdata$log_sigma_scale)), 1)
-  # equal attempts everywhere: the engine's gbar is g itself, and every row has sigma
-  even <- transform(data, n = 8)
-  nd_even <- brms_newdata(even, "gaussian", 1, list(kappa = kappa, gbar = 1 / 8 + kappa))
-  expect_equal(nd_even$newdata$log_sigma_scale, rep(0, 5))
+  # scales that are not one per row (or not positive) are refused, never recycled
+  expect_error(brms_newdata(data, "gaussian", 1, scale[-1]), "do not match the rows")
+  expect_error(brms_newdata(data, "gaussian", 1, replace(scale, 2, NA)), "do not match the rows")
   # the plain model: no offset, no noise scale
   plain <- brms_newdata(data, "gaussian", 1)
   expect_false("log_sigma_scale" %in% names(plain$newdata))
