@@ -115,7 +115,9 @@ def test_fit_answers_the_contract(gaussian_fit, gaussian_sim):
     assert {"class": "sd", "coef": "week", "group": "student", "prior": "normal(0, 0.05)"} in m["priors"]
     assert m["sampler"]["adapt_delta"] >= 0.9
     # data.n is given: the attempts observation model, the default for both engines, kappa from the engine
-    assert set(m["observation"]) == {"name", "formula", "kappa", "gbar"} and m["observation"]["name"] == "attempts"
+    record = m["observation"]
+    assert set(record) == {"name", "formula", "kappa", "gbar", "first_kappa", "mean_variance"}
+    assert record["name"] == "attempts" and 0 < record["mean_variance"] <= 0.5
     assert 0 < m["observation"]["kappa"] <= 1 and m["observation"]["gbar"] > 0
     assert {"class": "sigma", "coef": "", "group": "", "prior": "normal(0, 0.3)"} in m["priors"]
     assert body["diagnostics"]["observation_seconds"] >= 0
