@@ -64,12 +64,10 @@ def judged(sim: Simulation, as_of: int, students: np.ndarray) -> np.ndarray:
 
 def subset(sim: Simulation, rows: np.ndarray, first: int, as_of: int) -> Simulation:
     """The students ``rows`` with only the window's weeks seen (what the backtest's methods see)."""
-    seen = np.zeros_like(sim.observed[rows])
-    seen[:, first : as_of + 1] = sim.observed[rows, first : as_of + 1]
-    fields = {f.name: getattr(sim, f.name) for f in dataclasses.fields(sim)}
-    per_student = {k for k, v in fields.items() if isinstance(v, np.ndarray) and v.shape[:1] == sim.ids.shape}
-    picked = {k: v[rows] if k in per_student else v for k, v in fields.items()}
-    return dataclasses.replace(sim, **{**picked, "observed": seen})
+    picked = sim.students(rows)
+    seen = np.zeros_like(picked.observed)
+    seen[:, first : as_of + 1] = picked.observed[:, first : as_of + 1]
+    return dataclasses.replace(picked, observed=seen)
 
 
 def judge_as_of(sim: Simulation, cohort: DemoCohort, as_of: int) -> pd.DataFrame:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import logsumexp
-from scipy.stats import binom
 
+from .predict import week_reaches_goal
 from .simulate import Simulation
 
 
@@ -165,8 +165,7 @@ def _week_reaches(population: TruePopulation, goal: float, target_n: np.ndarray)
             p = np.clip(x, *population.accuracy_bounds)
         else:
             p = 1.0 / (1.0 + np.exp(-x))
-        tail = binom.sf(np.ceil(goal * n - 1e-9) - 1, n, p)
-        return tail @ np.exp(_LOG_WOBBLE_WEIGHTS)
+        return week_reaches_goal(n, p, goal) @ np.exp(_LOG_WOBBLE_WEIGHTS)
 
     return reaches
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import ndtr
+from scipy.stats import binom
 
 from .collapsed import conditional_moments
 from .request import GrowthInputError, validate_targets
@@ -39,6 +40,13 @@ MIN_PREDICT_DRAWS = 200
 #: draws x targets cells per block: small enough that a block's temporaries stay in the CPU's cache (at a
 #: million targets 64k cells took 6 s where 2M took 10 s, BENCHMARKS.md)
 PREDICT_CHUNK_CELLS = 65_536
+
+
+def week_reaches_goal(n: Any, accuracy: Any, goal: Any) -> np.ndarray:
+    """Pr(correct of n attempts at ``accuracy`` >= goal n): an observed week reaches the goal with
+    ceil(goal n) correct answers (4 of 5 reaches 0.8). Broadcasts."""
+    n = np.asarray(n, dtype=np.float64)
+    return binom.sf(np.ceil(np.asarray(goal) * n - 1e-9) - 1, n, accuracy)
 
 
 def _normalize_targets(targets):

@@ -18,7 +18,7 @@ rates, missed weeks, wobble, attempts, noise), so a seed reproduces the same coh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,11 @@ class Simulation:
     correct: np.ndarray | None  # (N, W) correct attempts (binomial family)
     score: np.ndarray  # (N, W) observed score, NaN where not observed
     n_clipped: int  # gaussian scores that fell outside [0, 1] (before any clipping)
+
+    def students(self, index: Any) -> Simulation:
+        """The students ``index`` (a boolean mask or positions): every per-student array cut to them."""
+        arrays = {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)}
+        return replace(self, **{name: array[index] for name, array in arrays.items()})
 
     def rows(self) -> dict[str, np.ndarray]:
         """The observed cells as rows, student-major: student, week, score, accuracy (+ n, correct)."""

@@ -6,8 +6,6 @@ the true line reached it."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,7 +27,6 @@ LAST_WEEK, HORIZON, GOAL = 7, 4, 0.8
 TARGET = LAST_WEEK + HORIZON
 UNEVEN = PoissonAttempts(mean=12, shape=1.0, minimum=1)  # own rates: about 1 to 40 attempts a week
 EVEN = UniformAttempts(8, 12)
-PER_STUDENT = ("ids", "level", "slope", "join_week", "practice_rate", "accuracy", "observed", "n", "correct", "score")
 
 
 def population(wobble: float) -> TruePopulation:
@@ -167,7 +164,7 @@ def test_bayes_optimal_predictive_p_is_calibrated_on_the_observed_week():
     seen = sim.observed[:, : LAST_WEEK + 1].any(axis=1) & sim.observed[:, TARGET]
     assert sim.n is not None and sim.correct is not None
     n, correct = sim.n[seen, TARGET], sim.correct[seen, TARGET]
-    window = dataclasses.replace(sim, **{k: getattr(sim, k)[seen] for k in PER_STUDENT if getattr(sim, k) is not None})
+    window = sim.students(seen)
     predictive = bayes_optimal_p(window, pop, LAST_WEEK, TARGET, GOAL, target_n=n)
     reached = (correct / n >= GOAL).astype(float)
     se = np.sqrt(np.mean(predictive * (1 - predictive)) / predictive.size)

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
+
+from growth_engine.predict import week_reaches_goal
 
 
 def brier_score(p: ArrayLike, outcome: ArrayLike) -> float:
@@ -82,11 +83,9 @@ def observed_score_p(mean, sd, week_sd: float, n, goal) -> np.ndarray:
     if np.any(n < 1):
         raise ValueError("every target week needs at least one attempt to be judged")
     mean, sd, n, goal = np.broadcast_arrays(mean, sd, n, goal)
-    needed = np.ceil(goal * n - 1e-9)
     spread = np.sqrt(np.square(sd) + week_sd**2)
     q = np.clip(mean[:, None] + spread[:, None] * _NODES[None, :], 0.0, 1.0)
-    tail = stats.binom.sf(needed[:, None] - 1, n[:, None], q)
-    return tail @ _WEIGHTS
+    return week_reaches_goal(n[:, None], q, goal[:, None]) @ _WEIGHTS
 
 
 def summarise_methods(frame: pd.DataFrame, methods: list[str], outcome: str = "reached") -> pd.DataFrame:
