@@ -12,20 +12,22 @@ platform's log does. The as-of week W is the last of the 12 weeks.
 Timed (``kept_weeks.extract_weekly_scores``, wall time of the call; median of ``--repeats``):
 
 - ``weekly``: the Monday run of week W after the run of W-1, as the asset runs it (``connections=2``: the
-  new weeks aggregated on a second connection while the first detects and writes the kept weeks' rows) and
+  new weeks aggregated on a second connection while the first detects the stale ones) and
   on one connection, interleaved repeat by repeat: the 12 weeks W-12 .. W-1 are kept (W-12
   empty), week W is new. The span is the whole call: the source's definition and the bookkeeping, the
   detection query over the 10 kept weeks that could be reused, aggregating W (new) and W-1
-  (REAGGREGATE_RECENT_WEEKS=2; with ``recent=1`` only W), and assembling the partition's ~1 M weekly_scores
-  rows. Before each repeat (not timed) the kept week W and the partition's rows are deleted and vacuumed,
-  so every repeat is the same Monday run;
+  (REAGGREGATE_RECENT_WEEKS=2, a new version of it; with ``recent=1`` only W), and pointing the partition
+  at its 12 weeks (its ~1 M weekly_scores rows are read from the kept weeks). Before each repeat (not
+  timed) the kept week W, W-1's newer versions and the partition are deleted and vacuumed, so every repeat
+  is the same Monday run;
 - ``reuse_all``: the same partition again with every week kept and REAGGREGATE_RECENT_WEEKS=0: detection
-  over all 12 weeks and assembling only (the floor of a run);
-- ``rebuild``: REBUILD_KEPT_WEEKS: every week of the window re-aggregated, then assembled;
+  over all 12 weeks and pointing the partition at them only (the floor of a run);
+- ``rebuild``: REBUILD_KEPT_WEEKS: every week of the window re-aggregated (new versions);
 - ``from_scratch``: the pre-incremental ``replace_weekly_scores`` (one GROUP BY over the window), for
   reference;
-- ``assemble_options``: ways to write the partition's rows from the kept weeks;
-- ``explain``: EXPLAIN ANALYZE of the detection query, one week's aggregation and the assembling insert
+- ``read_partition``: what a reader pays: the fit's read of the partition through the view, against the
+  same rows stored as a table;
+- ``explain``: EXPLAIN ANALYZE of the detection query, one week's aggregation and the fit's read
   (written next to the JSON lines, ``<out>.explain.txt``);
 - ``detect_by_index``: the detection query with the covering index, a plain index on the time column, and
   none (what the platform's view needs underneath).
@@ -51,6 +53,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import psutil
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,16 +230,23 @@ def run_benchmark(
     source_key = kept_sql.source_id(conn, source)
 
     def forget_new_week() -> None:
-        """Back to Monday morning: week W not kept, the partition W not written (vacuumed)."""
+        """Back to Monday morning: week W not kept, the partition W not written, W-1 as the run of W-1 left
+        it (one version, vacuumed)."""
+        drop_partition()
         for table in ("weekly_attempt_counts", "weekly_attempt_weeks"):
             conn.execute(f"DELETE FROM {table} WHERE source_id = %s AND week_start = %s", (source_key, AS_OF))
-        conn.execute("DELETE FROM weekly_scores WHERE as_of_week = %s", (AS_OF,))
-        conn.execute("VACUUM ANALYZE weekly_attempt_counts")
-        conn.execute("VACUUM ANALYZE weekly_scores")
+        newer = """DELETE FROM {} AS t WHERE t.source_id = %(source)s AND t.week_start = %(week)s AND t.version >
+                       (SELECT w.version FROM weekly_score_weeks AS w
+                        WHERE w.as_of_week = %(week)s AND w.week_start = %(week)s)"""
+        for table in ("weekly_attempt_counts", "weekly_attempt_weeks"):  # W-1's versions made by runs of W
+            conn.execute(newer.format(table), {"source": source_key, "week": previous.as_of_week})
+        for table in ("weekly_attempt_counts", "weekly_attempt_weeks", "weekly_score_weeks"):
+            conn.execute(f"VACUUM ANALYZE {table}")
 
     def drop_partition() -> None:
-        conn.execute("DELETE FROM weekly_scores WHERE as_of_week = %s", (AS_OF,))
-        conn.execute("VACUUM ANALYZE weekly_scores")
+        with conn.transaction():
+            scores_sql.delete_partition(conn, AS_OF)
+        conn.execute("VACUUM ANALYZE weekly_scores_rows")
 
     # as the asset runs it (a second connection aggregates the new weeks), then on one connection;
     # interleaved, so both see the same machine
@@ -290,7 +300,8 @@ def run_benchmark(
         rows=rows[-1],
     )
 
-    assemble_options(conn, source_key, window, repeats, record, drop_partition)
+    extract(window, 0)
+    read_costs(conn, window, repeats, record)
     explain(conn, source, source_key, window, explain_path, record)
     detection_by_index(conn, source, window, repeats, record)
 
@@ -323,90 +334,45 @@ def detection_by_index(conn, source, window, repeats, record) -> None:
         )
 
 
-ASSEMBLE = """INSERT INTO weekly_scores
-       (as_of_week, user_id, week, week_start, n_attempts, n_correct, score, lookback_weeks)
-   SELECT %(as_of)s, c.user_id, (c.week_start - %(start)s::date) / 7, c.week_start,
-          c.n_attempts, c.n_correct, c.n_correct::float8 / c.n_attempts, %(lookback)s
-   FROM weekly_attempt_counts AS c
-   WHERE c.source_id = %(source_id)s AND c.week_start >= %(start)s AND c.week_start < %(end)s"""
-
-
-def assemble_options(conn, source_key, window, repeats, record, reset) -> None:
-    """The partition's rows written from the kept weeks, several ways (each in one transaction)."""
-    from seed_growth.sql import kept_weeks as kept_sql
+def read_costs(conn, window, repeats, record) -> None:
+    """What a reader pays: the fit's read of the partition (``scores.read_fit_rows``: the rows by COPY, then
+    sorted by student and week) from the kept weeks through the view, against the same rows stored as a
+    table with its primary key (weekly_scores_rows, as a partition was stored before the view)."""
+    from seed_growth.sql import bulk as bulk_sql
     from seed_growth.sql import scores as scores_sql
 
-    kept_rows, params = kept_sql.kept_week_rows(source_key, window, [window.monday_of(i) for i in range(WEEKS)])
-    params = {**params, "end": window.end}  # ASSEMBLE's bound
-    options = {
-        "swap_in_staged_partition: a table of the week's own, its primary key built once, swapped in (chosen)": (
-            "128MB",
-            "swap",
+    stored = window.as_of_week + dt.timedelta(weeks=52)  # a partition key of its own, same rows
+    conn.execute(
+        """INSERT INTO weekly_scores_rows SELECT %s, user_id, week, week_start, n_attempts, n_correct, score,
+               lookback_weeks FROM weekly_scores WHERE as_of_week = %s""",
+        (stored, window.as_of_week),
+    )
+    conn.execute("VACUUM ANALYZE weekly_scores_rows")
+
+    def read_in_key_order() -> pa.Table:  # the read before the view: the stored rows in their key's order
+        query = sql.SQL(
+            """SELECT user_id, week, score, n_attempts FROM weekly_scores_rows WHERE as_of_week = {}
+               ORDER BY user_id, week"""
+        ).format(sql.Literal(stored))
+        return bulk_sql.copy_out_table(conn, query, scores_sql._FIT_ROW_SCHEMA)
+
+    reads = {
+        "kept weeks, through the view, sorted by Arrow (now)": lambda: scores_sql.read_fit_rows(
+            conn, window.as_of_week
         ),
-        "insert_select_sorted_work_mem_128MB (before)": ("128MB", ASSEMBLE + " ORDER BY c.user_id, c.week_start"),
-        "insert_select_sorted_work_mem_4MB": ("4MB", ASSEMBLE + " ORDER BY c.user_id, c.week_start"),
-        "insert_select_unsorted": ("128MB", ASSEMBLE),
-        "unlogged_staging_then_insert": ("128MB", "staging"),
-        "copy_out_and_back_in": ("128MB", "copy"),
-        "reference: a table like weekly_scores without its primary key": ("128MB", "no_pk"),
-        "reference: CREATE TABLE AS, then its primary key (what swapping a partition in would cost)": (
-            "128MB",
-            "ctas",
-        ),
+        "stored rows, sorted by Arrow": lambda: scores_sql.read_fit_rows(conn, stored),
+        "stored rows in their primary key's order (the read before)": read_in_key_order,
     }
-    for name, (work_mem, statement) in options.items():
-
-        def write(statement=statement, work_mem=work_mem) -> None:
-            with conn.transaction():
-                conn.execute("SELECT set_config('work_mem', %s, true)", (work_mem,))
-                if statement == "swap":
-                    staging = scores_sql.create_staged_partition(conn, window.as_of_week)
-                    conn.execute(sql.SQL("INSERT INTO {} {}").format(staging, kept_rows), params)
-                    scores_sql.swap_in_staged_partition(conn, window.as_of_week)
-                elif statement == "staging":
-                    conn.execute("CREATE UNLOGGED TABLE staging_scores (LIKE weekly_scores)")
-                    conn.execute(ASSEMBLE.replace("INTO weekly_scores", "INTO staging_scores"), params)
-                    conn.execute("INSERT INTO weekly_scores SELECT * FROM staging_scores ORDER BY user_id, week")
-                    conn.execute("DROP TABLE staging_scores")
-                elif statement == "no_pk":  # what the heap and WAL cost alone, without the index
-                    conn.execute("CREATE TABLE scores_no_pk (LIKE weekly_scores INCLUDING CONSTRAINTS)")
-                    conn.execute(ASSEMBLE.replace("INTO weekly_scores", "INTO scores_no_pk"), params)
-                    conn.execute("DROP TABLE scores_no_pk")
-                elif statement == "ctas":  # bulk-insert path, then a sorted index build
-                    select = """SELECT %(as_of)s AS as_of_week, c.user_id, (c.week_start - %(start)s::date) / 7 AS week,
-                                       c.week_start, c.n_attempts, c.n_correct,
-                                       c.n_correct::float8 / c.n_attempts AS score, %(lookback)s AS lookback_weeks
-                                FROM weekly_attempt_counts AS c
-                                WHERE c.source_id = %(source_id)s AND c.week_start >= %(start)s
-                                  AND c.week_start < %(end)s"""
-                    query = psycopg.ClientCursor(conn).mogrify(select, params)
-                    conn.execute(f"CREATE TABLE scores_ctas AS {query}")  # type: ignore[arg-type]
-                    conn.execute("ALTER TABLE scores_ctas ADD PRIMARY KEY (as_of_week, user_id, week)")
-                    conn.execute("DROP TABLE scores_ctas")
-                elif statement == "copy":  # COPY FROM writes in batches (heap_multi_insert); INSERT row by row
-                    copy_back_in(conn, params)
-                else:
-                    conn.execute(statement, params)
-
-        seconds, _ = median_of(repeats, reset, write)
+    for name, read in reads.items():
+        seconds, tables = median_of(repeats, lambda: None, read)
         record(
-            stage="assemble_option",
-            option=name,
+            stage="read_partition",
+            reads=name,
+            rows=tables[-1].num_rows,
             seconds=round(statistics.median(seconds), 2),
             runs=[round(s, 2) for s in seconds],
         )
-
-
-def copy_back_in(conn: psycopg.Connection, params: dict) -> None:
-    """The partition's rows out of PostgreSQL (binary COPY of the assembling SELECT) and back in."""
-    select = ASSEMBLE.split("\n", 2)[2] + " ORDER BY c.user_id, c.week_start"
-    query = psycopg.ClientCursor(conn).mogrify(select, params)  # COPY (SELECT ...) takes no bind parameters
-    chunks = []
-    with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)") as copy:  # type: ignore[arg-type]
-        chunks = list(copy)
-    with conn.cursor() as cur, cur.copy("COPY weekly_scores FROM STDIN (FORMAT binary)") as copy:
-        for chunk in chunks:
-            copy.write(chunk)
+    conn.execute("DELETE FROM weekly_scores_rows WHERE as_of_week = %s", (stored,))
 
 
 def explain(conn, source, source_key, window, path: Path, record) -> None:
@@ -425,15 +391,9 @@ def explain(conn, source, source_key, window, path: Path, record) -> None:
     plans = {
         "detection (10 kept weeks)": (detection, {}),
         "aggregation of one week": (aggregation, {"start_ts": start, "end_ts": start + dt.timedelta(weeks=1)}),
-        "assembling the partition": (
-            sql.SQL(ASSEMBLE + " ORDER BY c.user_id, c.week_start"),  # type: ignore[arg-type]
-            {
-                "as_of": window.as_of_week + dt.timedelta(weeks=52),  # a later partition (rolled back)
-                "start": window.start,
-                "end": window.end,
-                "lookback": window.lookback_weeks,
-                "source_id": source_key,
-            },
+        "reading the partition (read_fit_rows)": (
+            sql.SQL("SELECT user_id, week, score, n_attempts FROM weekly_scores WHERE as_of_week = %(as_of)s"),
+            {"as_of": window.as_of_week},
         ),
     }
     with open(path, "w") as out:

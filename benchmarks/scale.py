@@ -89,15 +89,15 @@ def seed_database(conn, cohort: pd.DataFrame, recent_weeks: int) -> int:
     )
     kept = cohort[cohort["week"] < WEEKS - recent_weeks]
     columns = {"source_id": np.full(len(kept), key), "week_start": pa.array(kept["week_start"].dt.date),
-               "user_id": pa.array(kept["student"])}  # fmt: skip
+               "version": np.zeros(len(kept), np.int64), "user_id": pa.array(kept["student"])}  # fmt: skip
     counts = pa.table({**columns, "n_attempts": kept["n_attempts"], "n_correct": kept["n_correct"]})
     with conn.transaction():
         copy_in_table(conn, sql.Identifier("weekly_attempt_counts"), counts)
         for week, group in kept.groupby("week"):
             conn.execute(
-                """INSERT INTO weekly_attempt_weeks (source_id, week_start, source_rows, source_correct,
+                """INSERT INTO weekly_attempt_weeks (source_id, week_start, version, source_rows, source_correct,
                        source_max_time, source_definition, n_students, n_attempts, aggregated_at)
-                   VALUES (%s, %s, 0, 0, NULL, %s, %s, %s, now())""",
+                   VALUES (%s, %s, 0, 0, 0, NULL, %s, %s, %s, now())""",
                 (key, window.monday_of(int(week)), definition, len(group), int(group["n_attempts"].sum())),
             )
     loaded, rng = 0, np.random.default_rng(7)

@@ -34,7 +34,8 @@ warnings.filterwarnings(
 
 # The latest week each asset has written; used only when a check runs without a partition.
 _LATEST_WEEK_SQL = {
-    "weekly_scores": "SELECT max(as_of_week) FROM weekly_scores",
+    "weekly_scores": """SELECT greatest((SELECT max(as_of_week) FROM weekly_score_weeks),
+                                        (SELECT max(as_of_week) FROM weekly_scores_rows))""",  # not the view's rows
     "brms_posterior": "SELECT max(as_of_week) FROM growth_brms_meta",
     "weekly_kpi_P": "SELECT max(week_start) FROM weekly_kpi WHERE kpis ? 'P'",
 }

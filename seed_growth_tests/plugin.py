@@ -25,7 +25,8 @@ PROJECT_TABLES = [
     "weekly_kpi",
     "growth_student_posterior",
     "growth_brms_meta",
-    "weekly_scores",
+    "weekly_score_weeks",
+    "weekly_scores_rows",
     "student_goal",
     "attempt",
     "weekly_attempt_counts",
@@ -56,8 +57,14 @@ def database_url() -> str:
 def reset_database(url: str) -> str:
     """Drop the project's tables in ``url`` and apply the schema afresh."""
     with psycopg.connect(url, autocommit=True) as conn:
+        [kind] = conn.execute(
+            "SELECT (SELECT relkind FROM pg_class WHERE oid = to_regclass('weekly_scores'))"
+        ).fetchone() or [None]
+        if kind is not None:  # the schema's view, or a table a test made in its place
+            conn.execute(f"DROP {'VIEW' if kind == 'v' else 'TABLE'} weekly_scores CASCADE")
         for table in PROJECT_TABLES:
             conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+        conn.execute("DROP SEQUENCE IF EXISTS weekly_attempt_version_seq")
         schema_sql.apply_schema(conn, demo_source=True)
     return url
 

@@ -182,10 +182,11 @@ def test_rebuild_reaggregates_every_week_of_the_window_only(conn):
     add_attempts(conn, [("before", True, at(earlier.start))])
     extract(conn, window=earlier)
     extract(conn)
-    before = dict(conn.execute("SELECT week_start, aggregated_at FROM weekly_attempt_weeks").fetchall())
+    latest = "SELECT week_start, max(aggregated_at) FROM weekly_attempt_weeks GROUP BY week_start"
+    before = dict(conn.execute(latest).fetchall())
     rebuilt = extract(conn, rebuild=True)
     assert set(actions(rebuilt).values()) == {kept_sql.AGGREGATE}
-    after = dict(conn.execute("SELECT week_start, aggregated_at FROM weekly_attempt_weeks").fetchall())
+    after = dict(conn.execute(latest).fetchall())
     assert after[earlier.start] == before[earlier.start]  # outside the window: untouched
     assert all(after[m] > before[m] for m in MONDAYS)
     assert partition_rows(conn) == from_scratch(conn)
@@ -386,67 +387,82 @@ def test_the_rebuild_flag_of_the_command_line():
     assert config["resources"] == {"growth_settings": {"config": {"rebuild_kept_weeks": True}}}
 
 
-def partitions(conn) -> dict[str, str]:
-    """weekly_scores's tables -> their bounds."""
+def versions(conn, monday) -> list[int]:
+    """The kept versions of a week, oldest first."""
+    rows = conn.execute("SELECT version FROM weekly_attempt_weeks WHERE week_start = %s ORDER BY 1", (monday,))
+    return [v for (v,) in rows.fetchall()]
+
+
+def partition_weeks(conn, window=WINDOW) -> dict[dt.date, int]:
+    """The kept version each week of the partition reads."""
     rows = conn.execute(
-        """SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i
-           JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = 'weekly_scores'::regclass"""
+        "SELECT week_start, version FROM weekly_score_weeks WHERE as_of_week = %s", (window.as_of_week,)
     ).fetchall()
     return dict(rows)
 
 
-def test_a_week_is_a_table_of_its_own_swapped_in_whole(conn):
+def test_a_partition_reads_its_weeks_and_never_changes_afterwards(conn):
     some_attempts(conn)
-    earlier = ScoreWindow(dt.date(2026, 11, 9), lookback_weeks=4)
+    earlier = ScoreWindow(dt.date(2026, 11, 9), lookback_weeks=4)  # its newest week, Nov 9, is in WINDOW too
     extract(conn, window=earlier)
-    extract(conn)
-    name = scores_sql.partition_name(WINDOW.as_of_week)
-    assert partitions(conn) == {
-        "weekly_scores_default": "DEFAULT",
-        name: "FOR VALUES IN ('2026-11-16')",
-        scores_sql.partition_name(earlier.as_of_week): "FOR VALUES IN ('2026-11-09')",
-    }
-    before_other = partition_rows(conn, earlier)
-    add_attempts(conn, [("late", True, at(RECENT_WEEK, 60))])
+    first = extract(conn)
+    assert first.rows == len(partition_rows(conn)) == 4
+    assert partition_weeks(conn)[MONDAYS[2]] == partition_weeks(conn, earlier)[MONDAYS[2]]  # one kept week, read twice
+    before_earlier = partition_rows(conn, earlier)
+
+    add_attempts(conn, [("late", True, at(MONDAYS[2], 30))])  # Nov 9 changes after both partitions read it
     extract(conn)
     assert partition_rows(conn) == from_scratch(conn)  # "late" in
-    assert partition_rows(conn, earlier) == before_other  # the other week's table untouched
-    assert set(partitions(conn)) == {"weekly_scores_default", name, scores_sql.partition_name(earlier.as_of_week)}
-    # a row of a week without a table of its own, written by other means, went to the default table: the
-    # week's extraction replaces it with the rest
+    assert partition_rows(conn, earlier) == before_earlier  # the earlier partition as it was written
+    old, new = versions(conn, MONDAYS[2])  # both kept: each is read by a partition
+    assert partition_weeks(conn, earlier)[MONDAYS[2]] == old and partition_weeks(conn)[MONDAYS[2]] == new
+
+    extract(conn, window=earlier, recent_weeks=0)  # extracted again, it reuses the latest: the old is read no more
+    assert versions(conn, MONDAYS[2]) == [new]
+    assert partition_rows(conn, earlier) == from_scratch(conn, earlier)
+    assert conn.execute("SELECT count(*) FROM weekly_attempt_counts WHERE version = %s", (old,)).fetchone() == (0,)
+
+
+def test_rows_written_directly_are_stored_and_replaced_by_the_extraction(conn):
+    some_attempts(conn)
     later = ScoreWindow(dt.date(2026, 11, 23), lookback_weeks=4)
-    conn.execute(
-        """INSERT INTO weekly_scores (as_of_week, user_id, week, week_start, n_attempts, n_correct, score,
-               lookback_weeks) VALUES ('2026-11-23', 'stray', 0, '2026-11-02', 1, 1, 1.0, 4)"""
-    )
-    assert conn.execute("SELECT count(*) FROM weekly_scores_default").fetchone() == (1,)
+    stray = """INSERT INTO weekly_scores (as_of_week, user_id, week, week_start, n_attempts, n_correct, score,
+                   lookback_weeks) VALUES (%s, 'stray', 0, '2026-11-02', 1, 1, 1.0, 4)"""
+    conn.execute(stray, (later.as_of_week,))  # as into a table
+    assert conn.execute("SELECT user_id FROM weekly_scores_rows").fetchall() == [("stray",)]
+    assert scores_sql.read_weekly_scores(conn, later.as_of_week)["student"].tolist() == ["stray"]
     extract(conn, window=later)
-    assert partition_rows(conn, later) == from_scratch(conn, later)
-    assert conn.execute("SELECT count(*) FROM weekly_scores_default").fetchone() == (0,)
-    [key] = conn.execute(
-        "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass AND indisprimary", (name,)
-    ).fetchone()
-    assert key == f"{name}_pkey"  # named as before: the next swap of the week can name its own
+    assert partition_rows(conn, later) == from_scratch(conn, later)  # the stray row replaced with the rest
+    assert conn.execute("SELECT count(*) FROM weekly_scores_rows").fetchone() == (0,)
+    # a partition read from kept weeks is not written row by row: the error says how to replace it
+    with pytest.raises(psycopg.errors.RaiseException, match="2026-11-23 is assembled from kept weeks"):
+        conn.execute(stray, (later.as_of_week,))
+    with pytest.raises(psycopg.errors.RaiseException, match="assembled from kept weeks"):
+        conn.execute("DELETE FROM weekly_scores WHERE as_of_week = %s", (later.as_of_week,))
+    with conn.transaction():
+        scores_sql.delete_partition(conn, later.as_of_week)
+    assert partition_rows(conn, later) == set()
+    conn.execute(stray, (later.as_of_week,))  # a stored partition again
+    conn.execute("DELETE FROM weekly_scores WHERE as_of_week = %s", (later.as_of_week,))
+    assert partition_rows(conn, later) == set()
 
 
-def test_a_failed_swap_leaves_the_week_as_it_was(conn, monkeypatch):
+def test_a_failed_assignment_leaves_the_partition_as_it_was(conn, monkeypatch):
     some_attempts(conn)
     extract(conn)
-    before = partition_rows(conn)
+    before, weeks = partition_rows(conn), partition_weeks(conn)
     add_attempts(conn, [("late", True, at(RECENT_WEEK, 60))])
-    real_execute = type(conn).execute
 
-    def fail_at_attach(self, query, *args, **kwargs):
-        if "ATTACH PARTITION" in str(getattr(query, "as_string", lambda c: query)(self)):
-            raise RuntimeError("the server went away")
-        return real_execute(self, query, *args, **kwargs)
+    def server_gone(*args):
+        raise psycopg.OperationalError("the server went away")
 
-    monkeypatch.setattr(type(conn), "execute", fail_at_attach)
-    with pytest.raises(RuntimeError, match="went away"):
+    monkeypatch.setattr(kept_sql, "drop_unread_versions", server_gone)  # after the partition's weeks were replaced
+    with pytest.raises(psycopg.OperationalError, match="went away"):
         extract(conn)
     monkeypatch.undo()
-    assert partition_rows(conn) == before
-    assert set(partitions(conn)) == {"weekly_scores_default", scores_sql.partition_name(WINDOW.as_of_week)}
+    assert partition_rows(conn) == before and partition_weeks(conn) == weeks
+    extract(conn)
+    assert partition_rows(conn) == from_scratch(conn)
 
 
 def test_new_weeks_are_aggregated_on_the_second_connection_and_stale_ones_after_detection(
@@ -486,5 +502,3 @@ def test_a_failed_aggregation_on_the_second_connection_leaves_the_week_as_it_was
     with pytest.raises(psycopg.OperationalError, match="connection was lost"):
         extract(conn, aggregating=second_conn)
     assert partition_rows(conn) == before
-    staged = scores_sql.partition_name(WINDOW.as_of_week) + "_new"
-    assert conn.execute("SELECT to_regclass(%s)", (staged,)).fetchone() == (None,)  # rolled back with the rest

@@ -7,6 +7,7 @@ import pytest
 
 from seed_growth.settings import SourceRelation
 from seed_growth.sql import demo as demo_sql
+from seed_growth.sql import kept_weeks as kept_sql
 from seed_growth.sql import kpi as kpi_sql
 from seed_growth.sql import schema as schema_sql
 from seed_growth.sql import scores as scores_sql
@@ -68,8 +69,10 @@ def test_aggregation_by_utc_week_with_gaps(conn):
 def test_duplicate_student_weeks_counted_when_no_unique_index_rules_them_out(conn):
     add_attempts(conn, [("a", True, "2026-11-10 10:00:00+00")])
     aggregate(conn)
-    assert scores_sql._student_weeks_unique(conn)  # the schema's primary key
-    conn.execute("ALTER TABLE weekly_scores DROP CONSTRAINT weekly_scores_pkey")  # a table made otherwise
+    assert scores_sql._student_weeks_unique(conn)  # the schema's view over stored rows with a primary key
+    conn.execute("DROP VIEW weekly_scores")
+    conn.execute("ALTER TABLE weekly_scores_rows RENAME TO weekly_scores")  # a table made otherwise
+    conn.execute("ALTER TABLE weekly_scores DROP CONSTRAINT weekly_scores_rows_pkey")
     conn.execute("CREATE UNIQUE INDEX ON weekly_scores (as_of_week, user_id, week, n_attempts)")  # not enough
     assert not scores_sql._student_weeks_unique(conn)
     conn.execute("INSERT INTO weekly_scores SELECT as_of_week, user_id, week, week_start, n_attempts + 1, n_correct,"
@@ -155,17 +158,34 @@ def test_kpi_merge_keeps_other_keys_and_is_all_or_nothing(conn):
     assert dict(conn.execute("SELECT user_id || '@' || week_start, kpis FROM weekly_kpi").fetchall()) == rows
 
 
-def test_a_weekly_scores_of_one_table_is_converted_to_a_table_per_week(conn):
-    conn.execute("DROP TABLE weekly_scores CASCADE")
+@pytest.mark.parametrize("partitioned", [False, True], ids=["one table", "a table per week"])
+def test_a_weekly_scores_table_of_earlier_versions_becomes_its_stored_rows(conn, partitioned):
+    conn.execute("DROP VIEW weekly_scores CASCADE")
+    conn.execute("DROP TABLE weekly_scores_rows, weekly_score_weeks, weekly_attempt_counts, weekly_attempt_weeks")
     conn.execute(
-        """CREATE TABLE weekly_scores (as_of_week date NOT NULL, user_id text NOT NULL,
+        f"""CREATE TABLE weekly_scores (as_of_week date NOT NULL, user_id text NOT NULL,
                week integer NOT NULL CHECK (week >= 0), week_start date NOT NULL,
                n_attempts integer NOT NULL CHECK (n_attempts > 0),
                n_correct integer NOT NULL CHECK (n_correct >= 0 AND n_correct <= n_attempts),
                score double precision NOT NULL CHECK (score >= 0 AND score <= 1),
                lookback_weeks integer NOT NULL CHECK (lookback_weeks > 0),
-               PRIMARY KEY (as_of_week, user_id, week))"""
+               PRIMARY KEY (as_of_week, user_id, week)) {"PARTITION BY LIST (as_of_week)" if partitioned else ""}"""
     )  # as earlier versions created it
+    if partitioned:
+        conn.execute("CREATE TABLE weekly_scores_default PARTITION OF weekly_scores DEFAULT")
+        conn.execute("CREATE TABLE weekly_scores_p20261116 PARTITION OF weekly_scores FOR VALUES IN ('2026-11-16')")
+    conn.execute(
+        """CREATE TABLE weekly_attempt_weeks (source_id integer NOT NULL REFERENCES weekly_attempt_sources
+               ON DELETE CASCADE, week_start date NOT NULL, source_rows bigint NOT NULL,
+               source_correct bigint NOT NULL, source_max_time timestamptz, source_definition text NOT NULL,
+               n_students integer NOT NULL, n_attempts bigint NOT NULL, aggregated_at timestamptz NOT NULL,
+               PRIMARY KEY (source_id, week_start))"""
+    )
+    conn.execute(
+        """CREATE TABLE weekly_attempt_counts (source_id integer NOT NULL, week_start date NOT NULL,
+               user_id text NOT NULL, n_attempts integer NOT NULL, n_correct integer NOT NULL,
+               PRIMARY KEY (source_id, week_start, user_id))"""
+    )  # kept weeks as the first incremental version kept them: one per week
     rows = [
         (dt.date(2026, 11, 9), "a", 0, dt.date(2026, 10, 26), 2, 1, 0.5, 3),
         (dt.date(2026, 11, 16), "a", 1, dt.date(2026, 11, 9), 4, 3, 0.75, 3),
@@ -173,14 +193,26 @@ def test_a_weekly_scores_of_one_table_is_converted_to_a_table_per_week(conn):
     ]
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO weekly_scores VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
+    source = kept_sql.source_id(conn, SourceRelation())
+    conn.execute(
+        "INSERT INTO weekly_attempt_weeks VALUES (%s, '2026-11-09', 1, 1, '2026-11-10 10:00+00', %s, 1, 1, now())",
+        (source, kept_sql.source_definition(conn, SourceRelation())),
+    )
+    conn.execute("INSERT INTO weekly_attempt_counts VALUES (%s, '2026-11-09', 'a', 1, 1)", (source,))
     schema_sql.apply_schema(conn)
     schema_sql.apply_schema(conn)  # idempotent
     [kind] = conn.execute("SELECT relkind FROM pg_class WHERE oid = 'weekly_scores'::regclass").fetchone()
-    tables = conn.execute(
-        """SELECT c.relname, (SELECT count(*) FROM weekly_scores AS w WHERE w.tableoid = c.oid) FROM pg_inherits AS i
-           JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = 'weekly_scores'::regclass"""
-    ).fetchall()
-    assert kind == "p"
-    assert dict(tables) == {"weekly_scores_default": 0, "weekly_scores_p20261109": 1, "weekly_scores_p20261116": 2}
+    assert kind == "v"
     assert sorted(conn.execute("SELECT * FROM weekly_scores").fetchall()) == sorted(rows)
+    assert sorted(conn.execute("SELECT * FROM weekly_scores_rows").fetchall()) == sorted(rows)
     assert scores_sql._student_weeks_unique(conn)
+    assert conn.execute("SELECT week_start, version, n_students FROM weekly_attempt_weeks").fetchall() == [
+        (dt.date(2026, 11, 9), 0, 1)
+    ]  # the kept week is version 0 of its week
+    assert conn.execute("SELECT user_id, version FROM weekly_attempt_counts").fetchall() == [("a", 0)]
+    add_attempts(conn, [("a", True, "2026-11-10 10:00:00+00"), ("c", True, "2026-11-17 10:00:00+00")])
+    window = ScoreWindow(dt.date(2026, 11, 16), 3)
+    kept_sql.extract_weekly_scores(conn, SourceRelation(), window, recent_weeks=1)
+    scores = scores_sql.read_weekly_scores(conn, window.as_of_week)
+    assert list(zip(scores["student"], scores["week"], strict=True)) == [("a", 1), ("c", 2)]  # Nov 9 reused
+    assert scores_sql.read_weekly_scores(conn, dt.date(2026, 11, 9))["student"].tolist() == ["a"]  # stored rows

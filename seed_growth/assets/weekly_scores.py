@@ -15,9 +15,9 @@ def weekly_scores(
     context: dg.AssetExecutionContext, postgres: PostgresResource, growth_settings: GrowthSettingsResource
 ) -> dg.MaterializeResult:
     """Per student and week, the share of correct attempts over the LOOKBACK_WEEKS weeks ending with the
-    partition's week (table weekly_scores; week 0 = the window's first Monday). Assembled from the kept
-    weekly counts; only weeks not kept yet, the REAGGREGATE_RECENT_WEEKS most recent, and kept weeks whose
-    source rows changed are aggregated from the source (in SQL)."""
+    partition's week (view weekly_scores; week 0 = the window's first Monday). The partition reads the kept
+    weekly counts of its window; only weeks not kept yet, the REAGGREGATE_RECENT_WEEKS most recent, and kept
+    weeks whose source rows changed are aggregated from the source (in SQL)."""
     week = open_week(context, growth_settings)
     settings, window = week.settings, week.window
     with postgres.connect() as conn, postgres.connect() as aggregating:

@@ -62,13 +62,17 @@ def exact_doubles(conn: psycopg.Connection) -> None:
     conn.execute("SET LOCAL extra_float_digits = 1")
 
 
-def copy_out_table(conn: psycopg.Connection, query: sql.Composable, schema: pa.Schema) -> pa.Table:
+def copy_out_table(
+    conn: psycopg.Connection, query: sql.Composable, schema: pa.Schema, *, work_mem: str | None = None
+) -> pa.Table:
     """The rows of ``query`` (a SELECT whose columns are ``schema``'s, in order) as an Arrow table of
     exactly that schema, by one ``COPY (query) TO STDOUT`` in CSV. Text columns are never null here
-    (an empty string stays one)."""
+    (an empty string stays one). ``work_mem``: the query's memory for sorting, for this transaction."""
     statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER, ENCODING 'UTF8')").format(query)
     with conn.transaction(), conn.cursor() as cur:
         exact_doubles(conn)
+        if work_mem is not None:
+            conn.execute("SELECT set_config('work_mem', %s, true)", (work_mem,))
         with cur.copy(statement) as copy:
             return _read_csv(copy, schema)
 

@@ -1,6 +1,7 @@
 """Incremental extraction: each UTC week's per-student counts are aggregated from the source once and kept
-(``weekly_attempt_counts``, bookkeeping in ``weekly_attempt_weeks``), and a partition's ``weekly_scores``
-rows are assembled from the kept weeks of its window.
+(``weekly_attempt_counts``, bookkeeping in ``weekly_attempt_weeks``), and a partition of the
+``weekly_scores`` view reads the kept weeks of its window (``weekly_score_weeks``: per week of the window,
+the kept version it reads). A run writes only the weeks it aggregates, never the other weeks' rows again.
 
 A run of a partition (``extract_weekly_scores``):
 
@@ -8,15 +9,19 @@ A run of a partition (``extract_weekly_scores``):
    ``recent_weeks`` most recent weeks of the window (late attempts), the rebuild was asked for, or the
    source no longer matches what was kept; otherwise reuse it;
 2. aggregates the weeks that need it whatever the source says (``aggregate_week``, each in a transaction
-   of its own: the fingerprint and the counts come from one scan of the week, so they agree), on a second
-   connection when it is given, while the first one goes on;
+   of its own: the fingerprint and the counts come from one scan of the week, so they agree) as a new
+   version of the week: the newer half on a second connection when it is given, while the first one goes
+   on with step 3 and then aggregates the rest;
 3. finds the stale kept weeks with one query over the source (``source_fingerprints``): per week, its row
    count, correct answers and latest attempt time (an index-only scan given an index on the time column
    that includes the answer), compared with the fingerprint taken when the week was aggregated, and the
    relation's definition (view text, column types) compared with the one it was aggregated under; and
    re-aggregates each such week;
-4. replaces the partition's weekly_scores rows from the kept weeks in one transaction
-   (``assemble_weekly_scores``): the reused weeks' rows first, then, once step 2 is done, the others'.
+4. points the partition at its weeks' versions in one transaction (``assign_partition_weeks``), and deletes
+   the versions that no partition reads any more and are not the latest of their week.
+
+A partition's rows never change once written: a week aggregated again is a new version, and the version a
+partition read stays while it reads it.
 
 The whole run holds a PostgreSQL advisory lock per source, so runs of two partitions at once (a backfill)
 do not aggregate the same week twice at the same time.
@@ -35,24 +40,20 @@ import dataclasses
 import datetime as dt
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from seed_growth.settings import SourceRelation
-from seed_growth.sql import scores as scores_sql
 from seed_growth.sql.schema import fetch_one, relation_sql
 from seed_growth.window import ScoreWindow
 
-# Per transaction (SET LOCAL): aggregating a week of ~100,000 students and sorting a partition of ~1 M rows
-# stay in memory instead of spilling to disk at PostgreSQL's default of 4 MB.
+# Per transaction (SET LOCAL): aggregating a week of ~100,000 students stays in memory instead of spilling to
+# disk at PostgreSQL's default of 4 MB.
 WORK_MEM = "128MB"
-#: the partition's primary key is built in one sort: in memory up to a million students (10.9 M rows)
-INDEX_BUILD_MEM = "512MB"
 
 REUSE, AGGREGATE = "reuse", "aggregate"
 
@@ -83,6 +84,7 @@ class KeptWeek:
     """A week's bookkeeping row: its fingerprint and the source definition it was aggregated under."""
 
     week_start: dt.date
+    version: int
     fingerprint: Fingerprint
     definition: str
     n_students: int
@@ -102,9 +104,9 @@ class WeekPlan:
 
 @dataclasses.dataclass(frozen=True)
 class Extraction:
-    """What a partition's extraction did: the weekly_scores rows written, each week's plan, the seconds
-    spent finding stale weeks, aggregating weeks (on either connection) and assembling the partition's rows
-    (waiting for the weeks aggregated meanwhile included), and the run's wall time."""
+    """What a partition's extraction did: the partition's weekly_scores rows, each week's plan, the seconds
+    spent finding stale weeks, aggregating weeks (on either connection) and assigning the partition its
+    weeks (waiting for the weeks aggregated meanwhile included), and the run's wall time."""
 
     rows: int
     weeks: tuple[WeekPlan, ...]
@@ -239,26 +241,29 @@ def source_fingerprints(
 
 
 def kept_weeks(conn: psycopg.Connection, source_key: int, window: ScoreWindow) -> dict[dt.date, KeptWeek]:
-    """The bookkeeping of the source's kept weeks in ``window``."""
+    """The bookkeeping of the latest kept version of each of the source's weeks in ``window``."""
     rows = conn.execute(
-        """SELECT week_start, source_rows, source_correct, source_max_time, source_definition, n_students,
-                  n_attempts, aggregated_at
-           FROM weekly_attempt_weeks WHERE source_id = %s AND week_start >= %s AND week_start < %s""",
+        """SELECT DISTINCT ON (week_start) week_start, version, source_rows, source_correct, source_max_time,
+                  source_definition, n_students, n_attempts, aggregated_at
+           FROM weekly_attempt_weeks WHERE source_id = %s AND week_start >= %s AND week_start < %s
+           ORDER BY week_start, version DESC""",
         (source_key, window.start, window.end),
     ).fetchall()
     return {
-        row[0]: KeptWeek(row[0], Fingerprint(row[1], row[2], row[3]), row[4], row[5], row[6], row[7]) for row in rows
+        row[0]: KeptWeek(row[0], row[1], Fingerprint(row[2], row[3], row[4]), row[5], row[6], row[7], row[8])
+        for row in rows
     }
 
 
 def aggregate_week(
     conn: psycopg.Connection, source: SourceRelation, source_key: int, definition: str, monday: dt.date
-) -> None:
-    """Aggregate the UTC week starting ``monday`` from the source and keep it, replacing what was kept, in
-    one transaction. One scan of the week gives both the per-student counts and the week's fingerprint, so
-    they agree (a concurrent late attempt is in both or in neither, and then seen by the next run).
-    Attempts with a NULL user or answer are not counted (as in ``weekly_counts_query``); they are in the
-    fingerprint. An empty week is kept too."""
+) -> int:
+    """Aggregate the UTC week starting ``monday`` from the source and keep it as a new version of the week,
+    in one transaction; returns the version. One scan of the week gives both the per-student counts and the
+    week's fingerprint, so they agree (a concurrent late attempt is in both or in neither, and then seen by
+    the next run). Attempts with a NULL user or answer are not counted (as in ``weekly_counts_query``); they
+    are in the fingerprint. An empty week is kept too. Versions kept before stay as they are (partitions
+    may read them)."""
     _require_no_transaction(conn)
     counts = sql.SQL(
         """
@@ -270,27 +275,22 @@ def aggregate_week(
             GROUP BY a.{user}::text
         ),
         counted AS (
-            INSERT INTO weekly_attempt_counts (source_id, week_start, user_id, n_attempts, n_correct)
-            SELECT %(source_id)s, %(monday)s, user_id, n_answered, n_true
+            INSERT INTO weekly_attempt_counts (source_id, week_start, version, user_id, n_attempts, n_correct)
+            SELECT %(source_id)s, %(monday)s, %(version)s, user_id, n_answered, n_true
             FROM per_user
             WHERE user_id IS NOT NULL AND n_answered > 0
             ORDER BY user_id  -- the primary key's order: its index is filled left to right
             RETURNING n_attempts
         )
         INSERT INTO weekly_attempt_weeks
-            (source_id, week_start, source_rows, source_correct, source_max_time, source_definition,
+            (source_id, week_start, version, source_rows, source_correct, source_max_time, source_definition,
              n_students, n_attempts, aggregated_at)
-        SELECT %(source_id)s, %(monday)s, f.n_rows, f.n_true, f.max_time, %(definition)s,
+        SELECT %(source_id)s, %(monday)s, %(version)s, f.n_rows, f.n_true, f.max_time, %(definition)s,
                k.n_students, k.n_attempts, now()
         FROM (SELECT coalesce(sum(n_rows), 0) AS n_rows, coalesce(sum(n_true), 0) AS n_true,
                      max(max_time) AS max_time
               FROM per_user) AS f,
              (SELECT count(*) AS n_students, coalesce(sum(n_attempts), 0) AS n_attempts FROM counted) AS k
-        ON CONFLICT (source_id, week_start) DO UPDATE SET
-            source_rows = EXCLUDED.source_rows, source_correct = EXCLUDED.source_correct,
-            source_max_time = EXCLUDED.source_max_time, source_definition = EXCLUDED.source_definition,
-            n_students = EXCLUDED.n_students, n_attempts = EXCLUDED.n_attempts,
-            aggregated_at = EXCLUDED.aggregated_at
         """
     ).format(
         user=sql.Identifier(source.user_column),
@@ -301,62 +301,77 @@ def aggregate_week(
     start = _utc_midnight(monday)
     with conn.transaction():
         conn.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
-        conn.execute("DELETE FROM weekly_attempt_counts WHERE source_id = %s AND week_start = %s", (source_key, monday))
+        [version] = fetch_one(conn, "SELECT nextval('weekly_attempt_version_seq')")
         conn.execute(
             counts,
             {
                 "source_id": source_key,
                 "monday": monday,
+                "version": version,
                 "start_ts": start,
                 "end_ts": start + dt.timedelta(weeks=1),
                 "definition": definition,
             },
         )
+    return version
 
 
-def kept_week_rows(source_key: int, window: ScoreWindow, mondays: Sequence[dt.date]) -> tuple[sql.SQL, dict[str, Any]]:
-    """The SELECT of a partition's weekly_scores rows (the table's columns, in order) from the kept weeks
-    ``mondays`` of its window, and its parameters."""
-    query = sql.SQL(
-        """SELECT %(as_of)s::date, c.user_id, (c.week_start - %(start)s::date) / 7, c.week_start,
-                  c.n_attempts, c.n_correct, c.n_correct::float8 / c.n_attempts, %(lookback)s
-           FROM weekly_attempt_counts AS c
-           WHERE c.source_id = %(source_id)s AND c.week_start = ANY(%(mondays)s::date[])"""
-    )
-    params = {
-        "as_of": window.as_of_week,
-        "start": window.start,
-        "lookback": window.lookback_weeks,
-        "source_id": source_key,
-        "mondays": [m for m in mondays if window.start <= m < window.end],
-    }
-    return query, params
-
-
-def assemble_weekly_scores(
-    conn: psycopg.Connection,
-    source_key: int,
-    window: ScoreWindow,
-    *,
-    reused: Sequence[dt.date],
-    aggregated: Callable[[], Sequence[dt.date]] = lambda: (),
+def assign_partition_weeks(
+    conn: psycopg.Connection, source_key: int, window: ScoreWindow, versions: dict[dt.date, int]
 ) -> int:
-    """Replace the partition's weekly_scores rows by the kept weeks of its window, in one transaction
-    (a staged table swapped in: :func:`seed_growth.sql.scores.swap_in_staged_partition`). The rows of the
-    ``reused`` weeks are written first; ``aggregated`` then waits for the weeks being aggregated meanwhile
-    (on another connection) and returns them, and their rows follow. Returns the rows written."""
+    """Make the partition of ``window`` read, for each week of the window, the kept version ``versions``
+    names, in one transaction: what it read before (kept weeks, or rows stored in weekly_scores_rows) is
+    replaced as a whole. Then delete the versions of the window's weeks that no partition reads and that
+    are not the latest of their week. Returns the partition's rows."""
     _require_no_transaction(conn)
+    mondays = [window.monday_of(i) for i in range(window.lookback_weeks)]
+    missing = [m for m in mondays if m not in versions]
+    if missing:
+        raise ValueError(f"no kept version given for the weeks {[m.isoformat() for m in missing]}")
     with conn.transaction():
-        conn.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
-        conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (INDEX_BUILD_MEM,))
-        staging = scores_sql.create_staged_partition(conn, window.as_of_week)
-        written = 0
-        for mondays in (lambda: reused, aggregated):
-            # READ COMMITTED: each INSERT sees the weeks committed by the other connection before it starts
-            rows, params = kept_week_rows(source_key, window, mondays())
-            written += conn.execute(sql.SQL("INSERT INTO {} {}").format(staging, rows), params).rowcount
-        scores_sql.swap_in_staged_partition(conn, window.as_of_week)
-    return written
+        # two runs of one partition (a retry beside a backfill) replace it one after the other; readers
+        # see the partition before or after, never half replaced
+        conn.execute("LOCK TABLE weekly_score_weeks IN SHARE ROW EXCLUSIVE MODE")
+        conn.execute("DELETE FROM weekly_score_weeks WHERE as_of_week = %s", (window.as_of_week,))
+        conn.execute("DELETE FROM weekly_scores_rows WHERE as_of_week = %s", (window.as_of_week,))
+        with conn.cursor() as cur:
+            cur.executemany(
+                """INSERT INTO weekly_score_weeks (as_of_week, week, week_start, lookback_weeks, source_id, version)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                [
+                    (window.as_of_week, i, m, window.lookback_weeks, source_key, versions[m])
+                    for i, m in enumerate(mondays)
+                ],
+            )
+        drop_unread_versions(conn, source_key, mondays)
+        [rows] = fetch_one(
+            conn,
+            """SELECT coalesce(sum(k.n_students), 0) FROM weekly_score_weeks AS w
+               JOIN weekly_attempt_weeks AS k USING (source_id, week_start, version)
+               WHERE w.as_of_week = %s""",
+            (window.as_of_week,),
+        )
+    return int(rows)
+
+
+def drop_unread_versions(conn: psycopg.Connection, source_key: int, mondays: Sequence[dt.date]) -> None:
+    """Delete the kept versions of ``mondays`` that no partition reads, but the latest of each week (the
+    one the next run reuses), in the caller's transaction."""
+    conn.execute(
+        """WITH unread AS (
+               DELETE FROM weekly_attempt_weeks AS k
+               WHERE k.source_id = %(source)s AND k.week_start = ANY(%(mondays)s::date[])
+                 AND k.version < (SELECT max(l.version) FROM weekly_attempt_weeks AS l
+                                  WHERE l.source_id = k.source_id AND l.week_start = k.week_start)
+                 AND NOT EXISTS (SELECT 1 FROM weekly_score_weeks AS w
+                                 WHERE w.source_id = k.source_id AND w.week_start = k.week_start
+                                   AND w.version = k.version)
+               RETURNING k.week_start, k.version
+           )
+           DELETE FROM weekly_attempt_counts AS c USING unread AS u
+           WHERE c.source_id = %(source)s AND c.week_start = u.week_start AND c.version = u.version""",
+        {"source": source_key, "mondays": list(mondays)},
+    )
 
 
 # ------------------------------------------------------------------------------------------ a partition
@@ -375,9 +390,9 @@ def extract_weekly_scores(
     (see the module's docstring). ``conn`` must be outside a transaction (autocommit): each week is written
     in a transaction of its own, then the partition's rows in one.
 
-    With a second connection ``aggregating`` (autocommit), the weeks aggregated whatever the source says
-    (new, recent, rebuilt, under another definition) are aggregated on it while ``conn`` runs the stale
-    detection and writes the reused weeks' rows: the two database processes use two cores."""
+    With a second connection ``aggregating`` (autocommit), the newer half of the weeks aggregated whatever
+    the source says (new, recent, rebuilt, under another definition) is aggregated on it while ``conn`` runs
+    the stale detection and then aggregates the rest: the two database processes use two cores."""
     if recent_weeks < 0:
         raise ValueError(f"recent_weeks must be >= 0, got {recent_weeks}")
     _require_no_transaction(conn)
@@ -391,25 +406,26 @@ def extract_weekly_scores(
         checked = weeks_to_check(window, kept, definition, recent_weeks=recent_weeks, rebuild=rebuild)
         known = [m for m in (window.monday_of(i) for i in range(window.lookback_weeks)) if m not in checked]
         aggregate = functools.partial(aggregate_weeks, source=source, source_key=key, definition=definition)
-        # the weeks aggregated whatever the source says: meanwhile on the second connection, else first
-        pending = pool.submit(aggregate, aggregating, known) if aggregating else _done(aggregate(conn, known))
+        # the weeks aggregated whatever the source says: the newer half meanwhile on the second connection
+        # and the rest on the first after detection, else all of them first
+        ahead, after = (known[len(known) // 2 :], known[: len(known) // 2]) if aggregating else (known, [])
+        pending = pool.submit(aggregate, aggregating, ahead) if aggregating else _done(aggregate(conn, ahead))
         detecting = time.perf_counter()
         fingerprints = source_fingerprints(conn, source, checked)
         plans = plan_weeks(window, kept, fingerprints, definition, recent_weeks=recent_weeks, rebuild=rebuild)
         detected = time.perf_counter()
         stale = [p.week_start for p in plans if p.action == AGGREGATE and p.week_start not in known]
-        stale_seconds = aggregate(conn, stale)
-        reused = [p.week_start for p in plans if p.action == REUSE]
+        stale_seconds, stale_versions = aggregate(conn, [*after, *stale])
         assembling = time.perf_counter()
-        rows = assemble_weekly_scores(
-            conn, key, window, reused=reused, aggregated=lambda: _when_done(pending, [*known, *stale])
-        )
+        known_seconds, known_versions = pending.result()  # raises what the other connection raised
+        versions = {p.week_start: kept[p.week_start].version for p in plans if p.action == REUSE}
+        rows = assign_partition_weeks(conn, key, window, {**versions, **known_versions, **stale_versions})
         assembled = time.perf_counter()
     return Extraction(
         rows,
         tuple(plans),
         detect_seconds=detected - detecting,
-        aggregate_seconds=pending.result() + stale_seconds,
+        aggregate_seconds=known_seconds + stale_seconds,
         assemble_seconds=assembled - assembling,
         seconds=assembled - started,
     )
@@ -417,21 +433,15 @@ def extract_weekly_scores(
 
 def aggregate_weeks(
     conn: psycopg.Connection, mondays: Sequence[dt.date], *, source: SourceRelation, source_key: int, definition: str
-) -> float:
-    """:func:`aggregate_week` each of ``mondays`` in turn; returns the seconds it took."""
+) -> tuple[float, dict[dt.date, int]]:
+    """:func:`aggregate_week` each of ``mondays`` in turn; returns the seconds it took and the versions."""
     started = time.perf_counter()
-    for monday in mondays:
-        aggregate_week(conn, source, source_key, definition, monday)
-    return time.perf_counter() - started
+    versions = {monday: aggregate_week(conn, source, source_key, definition, monday) for monday in mondays}
+    return time.perf_counter() - started, versions
 
 
-def _when_done(pending: Future[float], mondays: list[dt.date]) -> list[dt.date]:
-    pending.result()  # raises what the other connection raised: the partition is then left as it was
-    return mondays
-
-
-def _done(value: float) -> Future[float]:
-    future: Future[float] = Future()
+def _done(value: tuple[float, dict[dt.date, int]]) -> Future[tuple[float, dict[dt.date, int]]]:
+    future: Future[tuple[float, dict[dt.date, int]]] = Future()
     future.set_result(value)
     return future
 
