@@ -48,6 +48,7 @@ import psycopg
 from psycopg import sql
 
 from seed_growth.settings import SourceRelation
+from seed_growth.sql import scores as scores_sql
 from seed_growth.sql.schema import fetch_one, relation_sql
 from seed_growth.window import ScoreWindow
 
@@ -56,6 +57,9 @@ from seed_growth.window import ScoreWindow
 WORK_MEM = "128MB"
 
 REUSE, AGGREGATE = "reuse", "aggregate"
+
+#: what aggregating some weeks gives: the seconds it took, and each week's new version
+Aggregated = tuple[float, dict[dt.date, int]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,8 +336,7 @@ def assign_partition_weeks(
         # two runs of one partition (a retry beside a backfill) replace it one after the other; readers
         # see the partition before or after, never half replaced
         conn.execute("LOCK TABLE weekly_score_weeks IN SHARE ROW EXCLUSIVE MODE")
-        conn.execute("DELETE FROM weekly_score_weeks WHERE as_of_week = %s", (window.as_of_week,))
-        conn.execute("DELETE FROM weekly_scores_rows WHERE as_of_week = %s", (window.as_of_week,))
+        scores_sql.delete_partition(conn, window.as_of_week)
         with conn.cursor() as cur:
             cur.executemany(
                 """INSERT INTO weekly_score_weeks (as_of_week, week, week_start, lookback_weeks, source_id, version)
@@ -388,7 +391,7 @@ def extract_weekly_scores(
 ) -> Extraction:
     """The partition's rows from the kept weeks, aggregating from the source only the weeks that need it
     (see the module's docstring). ``conn`` must be outside a transaction (autocommit): each week is written
-    in a transaction of its own, then the partition's rows in one.
+    in a transaction of its own, then the partition in one.
 
     With a second connection ``aggregating`` (autocommit), the newer half of the weeks aggregated whatever
     the source says (new, recent, rebuilt, under another definition) is aggregated on it while ``conn`` runs
@@ -433,15 +436,15 @@ def extract_weekly_scores(
 
 def aggregate_weeks(
     conn: psycopg.Connection, mondays: Sequence[dt.date], *, source: SourceRelation, source_key: int, definition: str
-) -> tuple[float, dict[dt.date, int]]:
+) -> Aggregated:
     """:func:`aggregate_week` each of ``mondays`` in turn; returns the seconds it took and the versions."""
     started = time.perf_counter()
     versions = {monday: aggregate_week(conn, source, source_key, definition, monday) for monday in mondays}
     return time.perf_counter() - started, versions
 
 
-def _done(value: tuple[float, dict[dt.date, int]]) -> Future[tuple[float, dict[dt.date, int]]]:
-    future: Future[tuple[float, dict[dt.date, int]]] = Future()
+def _done(value: Aggregated) -> Future[Aggregated]:
+    future: Future[Aggregated] = Future()
     future.set_result(value)
     return future
 
