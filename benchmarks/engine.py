@@ -84,6 +84,8 @@ def worker(n_students: int, seed: int, irregular: bool, observation: str | None 
         "process_s": time.perf_counter() - t0,
         "import_s": t_import,
         "compile_s": dg["compile_seconds"],
+        "observation_s": dg.get("observation_seconds"),  # the observation model (kappa's estimate)
+        "kappa": (res.response["model"].get("observation") or {}).get("kappa"),
         "sampling_s": dg["sampling_seconds"],
         "max_rhat": dg["max_rhat"],
         "min_ess_bulk": dg["min_ess_bulk"],

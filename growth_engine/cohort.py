@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from .collapsed import conditional_moments, marginal_loglik
+from .collapsed import conditional_moments, marginal_loglik_gradient
 from .stats import StudentStats, student_stats
 
 # bounds on the unconstrained parameters: log sds, atanh(rho); keeps the optimizer off degenerate edges
@@ -75,26 +75,27 @@ def fit_cohort_ml(
     score: ArrayLike,
     weight: ArrayLike | None = None,
     center: float | None = None,
+    start: CohortFit | None = None,
 ) -> CohortFit:
     """Fit the population parameters to rows (student, week, score) by maximum likelihood (L-BFGS-B on
-    (beta0, beta1, log sd0, log sd1, atanh rho, log sigma), per-row log-likelihood). ``weight``: the
-    observation model's precision weights per row (:mod:`growth_engine.observation`; default 1);
-    ``center``: the week centre (default the rows' mean week)."""
+    (beta0, beta1, log sd0, log sd1, atanh rho, log sigma) with the exact gradient, per-row log-likelihood).
+    ``weight``: the observation model's precision weights per row (:mod:`growth_engine.observation`;
+    default 1); ``center``: the week centre (default the rows' mean week); ``start``: a fit to start the
+    search from (a fit of nearly the same rows, such as the same rows under nearby weights: far fewer steps
+    than from scratch)."""
     stats = student_stats(np.asarray(student), np.asarray(week), np.asarray(score), center=center, weight=weight)
     n_rows = float(stats.n_rows.sum())
 
-    def negative_loglik(x: np.ndarray) -> float:
+    def negative_loglik(x: np.ndarray) -> tuple[float, np.ndarray]:
         beta0, beta1, log_sd0, log_sd1, atanh_rho, log_sigma = x
-        value = marginal_loglik(
+        value, gradient = marginal_loglik_gradient(
             stats, beta0, beta1, np.exp(log_sd0), np.exp(log_sd1), np.tanh(atanh_rho), np.exp(log_sigma)
         )
-        return -float(value) / n_rows  # per row: keeps the optimizer's tolerances meaningful at any size
+        return -value / n_rows, -gradient / n_rows  # per row: keeps the optimizer's tolerances meaningful at any size
 
-    spread = float(np.std(stats.ybar)) or 0.1
-    mean = float(np.average(stats.ybar, weights=stats.n))
-    start = np.array([mean, 0.0, np.log(spread), np.log(0.02), 0.0, np.log(0.1)])
     bounds = [(None, None), (None, None), _LOG_SD, _LOG_SD, _ATANH_RHO, _LOG_SD]
-    result = optimize.minimize(negative_loglik, start, method="L-BFGS-B", bounds=bounds)
+    x0 = _initial(stats) if start is None else _unconstrained(start, bounds)
+    result = optimize.minimize(negative_loglik, x0, jac=True, method="L-BFGS-B", bounds=bounds)
     beta0, beta1, log_sd0, log_sd1, atanh_rho, log_sigma = result.x
     return CohortFit(
         beta0=float(beta0),
@@ -108,3 +109,18 @@ def fit_cohort_ml(
         message=str(result.message),
         loglik=-float(result.fun) * n_rows,
     )
+
+
+def _initial(stats: StudentStats) -> np.ndarray:
+    """A start from the data: the weighted mean score, no slope, the spread of the students' means."""
+    spread = float(np.std(stats.ybar)) or 0.1
+    mean = float(np.average(stats.ybar, weights=stats.n))
+    return np.array([mean, 0.0, np.log(spread), np.log(0.02), 0.0, np.log(0.1)])
+
+
+def _unconstrained(fit: CohortFit, bounds: list[tuple[float | None, float | None]]) -> np.ndarray:
+    """``fit``'s parameters on the optimizer's scale, inside its bounds."""
+    x = np.array([fit.beta0, fit.beta1, np.log(fit.sd0), np.log(fit.sd1), np.arctanh(fit.rho), np.log(fit.sigma)])
+    low = [-np.inf if b[0] is None else b[0] for b in bounds]
+    high = [np.inf if b[1] is None else b[1] for b in bounds]
+    return np.clip(x, low, high)

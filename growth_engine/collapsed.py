@@ -128,6 +128,60 @@ def marginal_loglik(stats: Any, beta0: Any, beta1: Any, sd0: Any, sd1: Any, rho:
     return xp.sum(marginal_loglik_terms(stats, beta0, beta1, sd0, sd1, rho, sigma, xp=xp), axis=-1)
 
 
+def marginal_loglik_gradient(
+    stats: Any, beta0: float, beta1: float, sd0: float, sd1: float, rho: float, sigma: float
+) -> tuple[float, np.ndarray]:
+    """:func:`marginal_loglik` (numpy, scalar parameters) and its exact gradient with respect to
+    ``(beta0, beta1, log sd0, log sd1, atanh rho, log sigma)``, in about twice the time of the value alone.
+
+    With g = X'V^{-1} r = (u - S L v) / sigma^2 and H = X'V^{-1} X = (S - S L P L' S) / sigma^2, where
+    P = M^{-1} and v = P w (Woodbury, as for the value), the standard identities of the gaussian likelihood
+    give d/dbeta = g, d/dSigma = (g g' - H) / 2 and, with tr(V^{-1} W^{-1}) and r'V^{-1} W^{-1} V^{-1} r
+    written in the same 2x2 terms, d/dlog sigma = (r'r - w'Pw) / sigma^2 - v'v - rows + 2 - sigma^2 tr P.
+    The chain rule through Sigma = L L' then needs no inverse of L, so tiny sds are harmless here too.
+    """
+    d = _arrays(stats, np)
+    k = _core(d, beta0, beta1, sd0, sd1, rho, sigma, np)
+    s2, det, l11, l21, l22, n, tbar = k["s2"], k["det"], k["l11"], k["l21"], k["l22"], k["n"], d["tbar"]
+    p11, p12, p22 = k["m22"] / det, -k["m12"] / det, k["m11"] / det
+    w1, w2 = k["w1"], k["w2"]
+    v1, v2 = p11 * w1 + p12 * w2, p12 * w1 + p22 * w2
+    wPw = w1 * v1 + w2 * v2
+    rr = k["syy_c"] - 2.0 * beta1 * k["sty_c"] + beta1 * beta1 * k["stt_c"] + n * k["d0"] * k["d0"]
+    n_rows = d["n_rows"]
+    value = -0.5 * (n_rows * LOG_2PI + (n_rows - 2.0) * np.log(s2) - d["log_w"] + np.log(det) + (rr - wPw) / s2)
+    # S = X'WX, and S L (its columns: S times L's columns)
+    s00, s01, s11 = n, n * tbar, k["stt_c"] + n * tbar * tbar
+    sl00, sl10 = s00 * l11 + s01 * l21, s01 * l11 + s11 * l21
+    sl01, sl11 = s01 * l22, s11 * l22
+    u0 = n * k["d0"]
+    u1 = k["sty_c"] - beta1 * k["stt_c"] + tbar * u0
+    g0 = (u0 - sl00 * v1 - sl01 * v2) / s2
+    g1 = (u1 - sl10 * v1 - sl11 * v2) / s2
+
+    def slpls(i0: Any, i1: Any, j0: Any, j1: Any) -> Any:  # (S L P L' S)_ij from rows i, j of S L
+        return p11 * i0 * j0 + p12 * (i0 * j1 + i1 * j0) + p22 * i1 * j1
+
+    h00 = (s00 - slpls(sl00, sl01, sl00, sl01)) / s2
+    h01 = (s01 - slpls(sl00, sl01, sl10, sl11)) / s2
+    h11 = (s11 - slpls(sl10, sl11, sl10, sl11)) / s2
+    G00, G01, G11 = (np.sum(a) / 2.0 for a in (g0 * g0 - h00, g0 * g1 - h01, g1 * g1 - h11))
+    # dl/dL = 2 G L on L's lower triangle, then to (log sd0, log sd1, atanh rho)
+    dl11, dl21, dl22 = 2.0 * (G00 * l11 + G01 * l21), 2.0 * (G01 * l11 + G11 * l21), 2.0 * G11 * l22
+    root = np.sqrt((1.0 - rho) * (1.0 + rho))
+    gradient = np.array(
+        [
+            np.sum(g0),
+            np.sum(g1),
+            l11 * dl11,
+            l21 * dl21 + l22 * dl22,
+            (1.0 - rho * rho) * sd1 * (dl21 - rho / root * dl22),
+            np.sum((rr - wPw) / s2 - v1 * v1 - v2 * v2 - n_rows + 2.0 - s2 * (p11 + p22)),
+        ]
+    )
+    return float(np.sum(value)), gradient
+
+
 def conditional_moments(
     stats: Any, beta0: Any, beta1: Any, sd0: Any, sd1: Any, rho: Any, sigma: Any, xp: Any = np
 ) -> tuple[Any, Any, Any, Any, Any]:

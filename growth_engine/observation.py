@@ -30,10 +30,13 @@ The **plain** model (``observation_model="plain"``) is the platform note's: ever
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import optimize
+
+if TYPE_CHECKING:
+    from .cohort import CohortFit
 
 OBSERVATION_MODELS = ("attempts", "plain")
 DEFAULT_OBSERVATION_MODEL = "attempts"
@@ -122,9 +125,15 @@ def _kappa(rows: _Rows, variance: np.ndarray | None) -> float:
     code, week, score, n = (rows.sampled(v) for v in (rows.code, rows.week, rows.score, rows.n))
     variance = None if variance is None else rows.sampled(variance)
 
+    previous: CohortFit | None = None
+
     def negative_loglik(log10_kappa: float) -> float:
+        # each fit starts where the previous kappa's ended: a step in kappa moves the optimum little, and
+        # the fits take half the iterations they take from scratch (measured)
+        nonlocal previous
         weight, _ = attempts_weight(n, 10.0**log10_kappa, variance)
-        return -fit_cohort_ml(code, week, score, weight=weight, center=rows.center).loglik
+        previous = fit_cohort_ml(code, week, score, weight=weight, center=rows.center, start=previous)
+        return -previous.loglik
 
     result = optimize.minimize_scalar(
         negative_loglik, bounds=_LOG10_KAPPA_BOUNDS, method="bounded", options={"xatol": 0.02}

@@ -167,8 +167,13 @@ def _within_week_spread(
 
 
 def _distinct_weeks(week: np.ndarray, inv: np.ndarray, N: int) -> np.ndarray:
-    order = np.lexsort((week, inv))
-    si, sw = inv[order], week[order]
+    step, same = np.diff(inv), np.diff(week)
+    if np.all((step > 0) | ((step == 0) & (same >= 0))):  # rows come sorted (as the service sends them)
+        si, sw = inv, week
+    else:
+        order = np.lexsort((week, inv))
+        si, sw = inv[order], week[order]
+    del step, same
     new = np.ones(si.shape[0], dtype=bool)
     new[1:] = (si[1:] != si[:-1]) | (sw[1:] != sw[:-1])
     return np.bincount(si[new], minlength=N).astype(np.int64)

@@ -159,6 +159,31 @@ def test_collapsed_math_runs_on_jax_numpy():
         np.testing.assert_allclose(np.asarray(cv), C.conditional_effects(st, **p)[1], rtol=1e-12)
 
 
+@pytest.mark.parametrize("p", PARAM_CASES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_loglik_gradient_is_autodiff_exact(p, weighted):
+    """The hand-written gradient (numpy, used by the cohort's maximum likelihood) against JAX's autodiff of
+    the value, on the optimizer's scale (beta0, beta1, log sd0, log sd1, atanh rho, log sigma)."""
+    jax = pytest.importorskip("jax")
+    from growth_engine import runtime
+
+    jnp = jax.numpy
+    rng = np.random.default_rng(8)
+    s, w, y = random_rows(rng)
+    st = student_stats(s, w, y, weight=rng.uniform(0.2, 5.0, s.size) if weighted else None)
+    x = np.array([p["beta0"], p["beta1"], np.log(p["sd0"]), np.log(p["sd1"]), np.arctanh(p["rho"]), np.log(p["sigma"])])
+
+    def loglik(x, xp):
+        sd0, sd1, rho, sigma = xp.exp(x[2]), xp.exp(x[3]), xp.tanh(x[4]), xp.exp(x[5])
+        return C.marginal_loglik(st.arrays(), x[0], x[1], sd0, sd1, rho, sigma, xp=xp)
+
+    with runtime.float64():
+        expected = np.asarray(jax.grad(lambda x: loglik(x, jnp))(jnp.asarray(x)))
+    value, gradient = C.marginal_loglik_gradient(st, **p)
+    assert value == pytest.approx(float(loglik(x, np)), rel=1e-12)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-7, atol=1e-7 * np.max(np.abs(expected)))
+
+
 def test_pure_math_imports_without_jax():
     code = ("import sys, growth_engine; from growth_engine import predict, collapsed, stats, state, cohort; "
             "assert 'jax' not in sys.modules, 'jax imported'")  # fmt: skip

@@ -116,6 +116,21 @@ def test_kappa_follows_the_wobble():
     assert estimates[0] < 0.003 < estimates[1] < estimates[2], estimates
 
 
+def test_a_fit_started_from_another_reaches_the_same_maximum():
+    """kappa's search starts each fit from the previous kappa's: the maximum must not depend on the start."""
+    rows = window_rows(cohort(population(0.06), UNEVEN, 2000, seed=24))
+    fits = [
+        fit_cohort_ml(rows["student"], rows["week"], rows["score"], weight=attempts_weight(rows["n"], kappa)[0])
+        for kappa in (0.002, 0.02)
+    ]
+    started = fit_cohort_ml(
+        rows["student"], rows["week"], rows["score"], weight=attempts_weight(rows["n"], 0.02)[0], start=fits[0]
+    )
+    assert started.converged and fits[1].converged
+    assert started.loglik == pytest.approx(fits[1].loglik, abs=1e-4)
+    np.testing.assert_allclose(started.params, fits[1].params, rtol=1e-3, atol=1e-5)
+
+
 def test_weights_average_one_and_equal_attempts_give_the_plain_model():
     weight, gbar = attempts_weight(np.array([1, 2, 10, 40]), 0.01)
     assert np.mean(1.0 / weight) == pytest.approx(1.0) and weight[0] < weight[1] < weight[2] < weight[3]

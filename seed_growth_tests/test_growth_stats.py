@@ -161,7 +161,8 @@ def test_validate_probabilities_refuses_bad_values():
     for bad, message in [
         (ok.assign(P=[0.1, np.nan]), "outside"),
         (ok.assign(P=[0.1, 1.2]), "outside"),
-        (ok.assign(student=["a", "a"]), "more than one"),
+        (ok.assign(student=["a", "a"]), "more than one P, e.g. 'a'"),
+        (ok.assign(student=["a", "x"]), "missing \\['b'\\], unexpected \\['x'\\]"),
     ]:
         with pytest.raises(InvalidProbabilities, match=message):
             validate_probabilities(bad, pd.Series(["a", "b"]))

@@ -347,6 +347,9 @@ def assign_partition_weeks(
                 ],
             )
         drop_unread_versions(conn, source_key, mondays)
+        # the planner must count the partition's weeks right (see extract_weekly_scores): autovacuum would
+        # leave these few rows unanalyzed for long
+        conn.execute("ANALYZE weekly_score_weeks")
         [rows] = fetch_one(
             conn,
             """SELECT coalesce(sum(k.n_students), 0) FROM weekly_score_weeks AS w
@@ -423,6 +426,11 @@ def extract_weekly_scores(
         known_seconds, known_versions = pending.result()  # raises what the other connection raised
         versions = {p.week_start: kept[p.week_start].version for p in plans if p.action == REUSE}
         rows = assign_partition_weeks(conn, key, window, {**versions, **known_versions, **stale_versions})
+        if known_versions or stale_versions:
+            # autovacuum analyzes a table only a minute or more after a tenth of it changed: readers planned
+            # before that, on no statistics or old ones, join and group a partition's rows by nested loop
+            # and sort instead of parallel hashing (the metadata's and checks' queries 2.5x slower, measured)
+            conn.execute("ANALYZE weekly_attempt_counts")
         assembled = time.perf_counter()
     return Extraction(
         rows,
