@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
 
 from growth_engine import PoissonAttempts, simulate_cohort
 from growth_engine.observation import ATTEMPTS_FORMULA
@@ -162,7 +163,8 @@ def test_goal_probabilities_agree(plumber_url, agreement):
     collapsed engine averages exact normal probabilities over draws (Rao-Blackwell); brms counts draws, so
     its P carries a binomial Monte Carlo error of sqrt(p (1 - p) / draws), up to 0.008 at 4,000 draws: over
     200 students one or two gaps may exceed 0.02 by that much. Without the counting noise (P from each engine's
-    per-student summaries, as the Dagster side computes it when the service is away) every P is within 0.02.
+    per-student summaries, as the Dagster side computes it when the service is away) every P is within 0.02
+    plus twice the Monte Carlo error of brms's summaries (up to 0.006), and they are within 0.005 on average.
     (Plain: brms's summaries' P is also within 0.02 of the collapsed engine's exact P. On the attempts
     model's smaller and noisier cohort the summaries' normal approximation is itself up to 0.03 off the
     exact P, in both engines alike, so there the two engines' summaries are compared.)"""
@@ -191,7 +193,12 @@ def test_goal_probabilities_agree(plumber_url, agreement):
         f"{observation} P from the summaries, brms vs collapsed: mean gap {smooth_gap.mean():.4f}, max gap "
         f"{smooth_gap.max():.4f}; brms's vs the collapsed engine's exact P: max gap {exact_gap.max():.4f}"
     )
-    assert smooth_gap.max() <= 0.02
+    # brms's summaries carry Monte Carlo error too: its P = Phi(z) from a mean and an sd of `draws` draws moves
+    # by about phi(z) sqrt(1 + z^2 / 2) / sqrt(draws), up to 0.006 (the collapsed engine's is negligible)
+    z = norm.ppf(np.clip(from_summaries["brms"], 1e-12, 1 - 1e-12))
+    summary_se = norm.pdf(z) * np.sqrt(1 + z * z / 2) / np.sqrt(draws)
+    assert smooth_gap.mean() <= 0.005
+    assert np.all(smooth_gap <= 0.02 + 2 * summary_se), (int(smooth_gap.argmax()), smooth_gap.max())
     if observation == "plain":
         assert exact_gap.max() <= 0.02
 
