@@ -109,12 +109,17 @@ def marginal_loglik_terms(
     """
     d = _arrays(stats, xp)
     k = _core(d, beta0, beta1, sd0, sd1, rho, sigma, xp)
+    return _terms(d, k, beta1, xp)[0]
+
+
+def _terms(d: dict[str, Any], k: dict[str, Any], beta1: Any, xp: Any) -> tuple[Any, Any, Any]:
+    """Per-student log-likelihood terms, and the r'r and w'M^{-1}w they are made of."""
     s2, det = k["s2"], k["det"]
     rr = k["syy_c"] - 2.0 * beta1 * k["sty_c"] + beta1 * beta1 * k["stt_c"] + k["n"] * k["d0"] * k["d0"]
     wMw = (k["m22"] * k["w1"] * k["w1"] - 2.0 * k["m12"] * k["w1"] * k["w2"] + k["m11"] * k["w2"] * k["w2"]) / det
     quad = (rr - wMw) / s2
     n_rows = d["n_rows"]
-    return -0.5 * (n_rows * LOG_2PI + (n_rows - 2.0) * xp.log(s2) - d["log_w"] + xp.log(det) + quad)
+    return -0.5 * (n_rows * LOG_2PI + (n_rows - 2.0) * xp.log(s2) - d["log_w"] + xp.log(det) + quad), rr, wMw
 
 
 def marginal_loglik(stats: Any, beta0: Any, beta1: Any, sd0: Any, sd1: Any, rho: Any, sigma: Any, xp: Any = np) -> Any:
@@ -146,10 +151,8 @@ def marginal_loglik_gradient(
     p11, p12, p22 = k["m22"] / det, -k["m12"] / det, k["m11"] / det
     w1, w2 = k["w1"], k["w2"]
     v1, v2 = p11 * w1 + p12 * w2, p12 * w1 + p22 * w2
-    wPw = w1 * v1 + w2 * v2
-    rr = k["syy_c"] - 2.0 * beta1 * k["sty_c"] + beta1 * beta1 * k["stt_c"] + n * k["d0"] * k["d0"]
+    value, rr, wPw = _terms(d, k, beta1, np)
     n_rows = d["n_rows"]
-    value = -0.5 * (n_rows * LOG_2PI + (n_rows - 2.0) * np.log(s2) - d["log_w"] + np.log(det) + (rr - wPw) / s2)
     # S = X'WX, and S L (its columns: S times L's columns)
     s00, s01, s11 = n, n * tbar, k["stt_c"] + n * tbar * tbar
     sl00, sl10 = s00 * l11 + s01 * l21, s01 * l11 + s11 * l21

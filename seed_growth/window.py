@@ -54,6 +54,11 @@ class ScoreWindow:
     def monday_of(self, week_index: int) -> dt.date:
         return self.start + dt.timedelta(weeks=week_index)
 
+    @property
+    def mondays(self) -> list[dt.date]:
+        """The Mondays of the window's weeks, oldest first."""
+        return [self.monday_of(i) for i in range(self.lookback_weeks)]
+
 
 def last_complete_week(now: dt.datetime | None = None) -> dt.date:
     """Monday of the last week that has fully ended (UTC): the week the Monday schedule scores."""

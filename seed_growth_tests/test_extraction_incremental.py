@@ -15,7 +15,7 @@ from seed_growth.sql import scores as scores_sql
 from seed_growth.window import ScoreWindow
 
 WINDOW = ScoreWindow(dt.date(2026, 11, 16), lookback_weeks=4)  # weeks of Oct 26, Nov 2, Nov 9, Nov 16
-MONDAYS = [WINDOW.monday_of(i) for i in range(WINDOW.lookback_weeks)]
+MONDAYS = WINDOW.mondays
 OLD_WEEK, RECENT_WEEK = MONDAYS[0], MONDAYS[-1]
 
 

@@ -328,7 +328,7 @@ def assign_partition_weeks(
     replaced as a whole. Then delete the versions of the window's weeks that no partition reads and that
     are not the latest of their week. Returns the partition's rows."""
     _require_no_transaction(conn)
-    mondays = [window.monday_of(i) for i in range(window.lookback_weeks)]
+    mondays = window.mondays
     missing = [m for m in mondays if m not in versions]
     if missing:
         raise ValueError(f"no kept version given for the weeks {[m.isoformat() for m in missing]}")
@@ -410,7 +410,7 @@ def extract_weekly_scores(
         definition = source_definition(conn, source)
         kept = kept_weeks(conn, key, window)
         checked = weeks_to_check(window, kept, definition, recent_weeks=recent_weeks, rebuild=rebuild)
-        known = [m for m in (window.monday_of(i) for i in range(window.lookback_weeks)) if m not in checked]
+        known = [m for m in window.mondays if m not in checked]
         aggregate = functools.partial(aggregate_weeks, source=source, source_key=key, definition=definition)
         # the weeks aggregated whatever the source says: the newer half meanwhile on the second connection
         # and the rest on the first after detection, else all of them first
